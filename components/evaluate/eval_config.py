@@ -1,0 +1,54 @@
+"""TFMA EvalConfig from the `evaluate:` section: value thresholds, change thresholds, slices."""
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+
+from components.train.export import EXAMPLES_SIGNATURE
+
+ACCURACY = "SparseCategoricalAccuracy"
+
+
+def _value_threshold(lower=None, upper=None):
+    bounds = {}
+    if lower is not None:
+        bounds["lower_bound"] = {"value": float(lower)}
+    if upper is not None:
+        bounds["upper_bound"] = {"value": float(upper)}
+    return tfma.GenericValueThreshold(**bounds)
+
+
+def build_eval_config(evaluate: dict, num_classes: int) -> tfma.EvalConfig:
+    accuracy_threshold = tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["accuracy_lower_bound"]))
+    if evaluate["max_accuracy_drop"] is not None:
+        accuracy_threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -float(evaluate["max_accuracy_drop"])},
+            )
+        )
+    metrics = [tfma.MetricConfig(class_name=ACCURACY, threshold=accuracy_threshold), tfma.MetricConfig(class_name="ExampleCount")]
+    for m in evaluate["metrics"]:
+        metrics.append(
+            tfma.MetricConfig(
+                class_name=m["name"],
+                threshold=tfma.MetricThreshold(value_threshold=_value_threshold(m.get("lower_bound"), m.get("upper_bound"))),
+            )
+        )
+    specs = [tfma.MetricsSpec(metrics=metrics)]
+    if evaluate["per_class_recall_lower_bound"] is not None:
+        specs.append(
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="Recall",
+                        threshold=tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["per_class_recall_lower_bound"])),
+                    )
+                ],
+                binarize=tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))}),
+            )
+        )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=EXAMPLES_SIGNATURE, label_key="label", prediction_key="probabilities")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        metrics_specs=specs,
+    )

@@ -1,0 +1,96 @@
+"""HeldOutEvaluator: accuracy, confusion matrix and per-class metrics on the test split.
+
+The test split is never used for training, early stopping or the blessing gate; this
+component only reports on it. Output: a `HeldOutReport` artifact with `metrics.json`
+and a `test_accuracy` custom property.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from pipeline.tfx_compat import tfx  # noqa: F401
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
+from tfx.types.artifact import Artifact
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import path_utils
+
+from components.train.export import EXAMPLES_SIGNATURE, read_label_names
+
+
+class HeldOutReport(Artifact):
+    TYPE_NAME = "HeldOutReport"
+
+
+def split_files(examples_uri: str, split: str) -> list[str]:
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    if not files:
+        raise FileNotFoundError(f"no files for split '{split}' under {examples_uri}")
+    return files
+
+
+def evaluate_saved_model(model_dir: str, files: list[str], batch_size: int = 256) -> dict:
+    """Run the serving_default signature over tf.Examples; return accuracy & confusion matrix."""
+    fn = tf.saved_model.load(model_dir).signatures[EXAMPLES_SIGNATURE]
+    label_names = read_label_names(model_dir)
+    k = len(label_names)
+    cm = np.zeros((k, k), dtype=np.int64)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    for batch in ds:
+        labels = tf.io.parse_example(batch, {"label": tf.io.FixedLenFeature([], tf.int64)})["label"].numpy()
+        preds = np.argmax(fn(examples=batch)["probabilities"].numpy(), axis=1)
+        np.add.at(cm, (labels, preds), 1)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    return {
+        "accuracy": float(tp.sum() / max(1, cm.sum())),
+        "num_examples": int(cm.sum()),
+        "label_names": label_names,
+        "confusion_matrix": cm.tolist(),
+        "per_class": [
+            {"label": label_names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i in range(k)
+        ],
+    }
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        report = artifact_utils.get_single_instance(output_dict["report"])
+        split = exec_properties["split"]
+        result = evaluate_saved_model(path_utils.serving_model_path(model.uri), split_files(examples.uri, split))
+        result["split"] = split
+        os.makedirs(report.uri, exist_ok=True)
+        with open(os.path.join(report.uri, "metrics.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        report.set_float_custom_property("test_accuracy", result["accuracy"])
+        report.set_string_custom_property("split", split)
+
+
+class HeldOutEvaluatorSpec(ComponentSpec):
+    PARAMETERS = {"split": ExecutionParameter(type=str)}
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {"report": ChannelParameter(type=HeldOutReport)}
+
+
+class HeldOutEvaluator(base_component.BaseComponent):
+    SPEC_CLASS = HeldOutEvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model, examples, split: str = "test"):
+        super().__init__(
+            spec=HeldOutEvaluatorSpec(model=model, examples=examples, split=split, report=tfx.types.Channel(type=HeldOutReport))
+        )

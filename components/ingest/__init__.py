@@ -1,0 +1,1 @@
+"""Ingestion: datasets (TFDS, image folders, TFRecords) -> tf.Example TFRecords in TFX split layout."""

@@ -1,0 +1,1 @@
+from components.push.component import AtomicPusher  # noqa: F401

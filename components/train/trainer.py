@@ -1,0 +1,153 @@
+"""TFX Trainer `run_fn`: build the model from the registry, train it resumably, export it.
+
+Reads Transform's materialized examples through TFX's data accessor, applies the
+augmentation policy to the training stream only, writes TensorBoard logs, history,
+an augmentation preview and a training summary into the model-run artifact, and exports
+the serving SavedModel (components/train/export.py) with the Transform graph attached.
+`fn_args.custom_config` is the validated `train:`/`model:` config plus dataset facts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from components.train import augment as augment_lib
+from components.train import optim, precision
+from components.train.export import RawTransform, export_serving_model
+from components.train.loop import clear_checkpoints, fit_resumable
+from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY
+from models import create_model
+
+log = logging.getLogger("pipeline.train")
+RAW_LABEL_FEATURES = (LABEL_KEY, "label_name")
+
+
+def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: bool, repeat: bool, seed: int):
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=LABEL_KEY,
+        shuffle=shuffle,
+        shuffle_seed=seed if shuffle else None,
+        num_epochs=None if repeat else 1,
+        drop_final_batch=repeat,  # fixed batch shape for training; eval sees every example
+    )
+    ds = fn_args.data_accessor.tf_dataset_factory(files, options, tf_transform_output.transformed_metadata.schema)
+    return ds.map(lambda x, y: (x[IMAGE_KEY], tf.reshape(y, [-1])), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def count_records(file_patterns) -> int:
+    files = tf.io.gfile.glob(file_patterns if isinstance(file_patterns, list) else [file_patterns])
+    n = 0
+    for f in files:
+        n += sum(1 for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
+    return n
+
+
+def checkpoint_key(fn_args, cfg: dict) -> str:
+    """Same inputs + same config -> same checkpoint folder across Trainer executions."""
+    ident = json.dumps({"train": sorted(fn_args.train_files), "tft": fn_args.transform_output, "cfg": cfg}, sort_keys=True)
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def run_fn(fn_args) -> None:
+    cfg = fn_args.custom_config
+    train_cfg, model_cfg = cfg["train"], cfg["model"]
+    image_shape, label_names = tuple(cfg["image_shape"]), cfg["label_names"]
+    num_classes = len(label_names)
+    keras.utils.set_random_seed(train_cfg["seed"])
+
+    applied_precision, precision_reason = precision.apply_precision(train_cfg["precision"])
+    strategy, strategy_desc = precision.select_strategy()
+    log.info("precision %s (%s); strategy %s", applied_precision, precision_reason, strategy_desc)
+
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    batch_size = train_cfg["batch_size"] * strategy.num_replicas_in_sync
+    n_train = count_records(fn_args.train_files)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total_steps = steps_per_epoch * train_cfg["epochs"]
+
+    policy = augment_lib.AugmentationPolicy.from_config(train_cfg["augmentation"], num_classes)
+    one_hot = policy.mixes_labels or train_cfg["label_smoothing"] > 0
+
+    train_ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"])
+    val_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False, seed=0)
+    train_ds = policy.build(train_cfg["seed"]).apply(train_ds)  # train split only; never eval/serving
+    if one_hot:
+        to_one_hot = lambda x, y: (x, y if y.dtype.is_floating else tf.one_hot(y, num_classes))  # noqa: E731
+        train_ds, val_ds = train_ds.map(to_one_hot), val_ds.map(to_one_hot)
+    train_ds, val_ds = train_ds.prefetch(tf.data.AUTOTUNE), val_ds.cache().prefetch(tf.data.AUTOTUNE)
+
+    _write_preview(fn_args, train_cfg, tf_transform_output, policy)
+
+    with strategy.scope():
+        model = create_model(model_cfg["name"], image_shape, num_classes, **model_cfg["hparams"])
+        schedule = optim.build_schedule(
+            train_cfg["schedule"], train_cfg["learning_rate"], total_steps,
+            warmup_steps=int(train_cfg["warmup_epochs"] * steps_per_epoch),
+        )
+        optimizer = optim.build_optimizer(
+            train_cfg["optimizer"], schedule, weight_decay=train_cfg["weight_decay"], momentum=train_cfg["momentum"]
+        )
+        optimizer = precision.wrap_optimizer(optimizer, applied_precision)
+        model.compile(
+            optimizer=optimizer,
+            loss=optim.build_loss(train_cfg["label_smoothing"], one_hot=one_hot),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=train_cfg["jit_compile"],
+        )
+
+    callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"), profile_batch=0)]
+    if train_cfg["early_stopping_patience"]:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_cfg["early_stopping_patience"], restore_best_weights=True)
+        )
+    ckpt_dir = os.path.join(cfg["checkpoint_root"], checkpoint_key(fn_args, cfg))
+    result = fit_resumable(
+        model, train_ds, val_ds,
+        epochs=train_cfg["epochs"], steps_per_epoch=steps_per_epoch,
+        checkpoint_dir=ckpt_dir, checkpoint_every=train_cfg["checkpoint_every_steps"],
+        callbacks=callbacks, verbose=_keras_verbosity(),
+    )
+
+    raw_spec = {k: v for k, v in tf_transform_output.raw_feature_spec().items() if k not in RAW_LABEL_FEATURES}
+    transform = RawTransform(raw_spec, tf_transform_output.transform_features_layer())
+    export_serving_model(model, fn_args.serving_model_dir, image_shape=image_shape, label_names=label_names, transform=transform)
+    summary = {
+        "model": model_cfg["name"], "hparams": model_cfg["hparams"], "params": int(model.count_params()),
+        "precision": applied_precision, "precision_reason": precision_reason, "strategy": strategy_desc,
+        "epochs": train_cfg["epochs"], "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "final_step": result.final_step, "resumed_from_step": result.resumed_from_step,
+        "stopped_early": result.stopped_early, "train_examples": n_train, "batch_size": batch_size,
+    }
+    _write_json(os.path.join(fn_args.model_run_dir, "history.json"), result.history)
+    _write_json(os.path.join(fn_args.model_run_dir, "train_summary.json"), summary)
+    clear_checkpoints(ckpt_dir)
+    keras.mixed_precision.set_global_policy("float32")  # components share this process
+
+
+def _write_preview(fn_args, train_cfg, tf_transform_output, policy) -> None:
+    ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8, shuffle=False, repeat=False, seed=0)
+    images, _ = next(iter(ds))
+    augment_lib.save_preview(images, policy, train_cfg["seed"], os.path.join(fn_args.model_run_dir, "augmentation_preview.png"))
+
+
+def _keras_verbosity():
+    if os.environ.get("PIPELINE_QUIET"):
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))

@@ -1,0 +1,61 @@
+"""AnomaliesGate: stop the pipeline before training when ExampleValidator found anomalies.
+
+TFX's ExampleValidator records anomalies but does not stop the run. This gate reads its
+per-split `SchemaDiff.pb` and fails with every anomaly described in words.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+from pipeline.tfx_compat import tfx  # noqa: F401
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter
+
+
+class DataAnomaliesError(RuntimeError):
+    """Input data does not match the schema; training would be meaningless."""
+
+
+def read_anomalies(anomalies_uri: str) -> list[str]:
+    """One line per anomaly: '<split>: feature <name>: <description>'."""
+    lines = []
+    for path in sorted(glob.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
+        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+        proto = anomalies_pb2.Anomalies()
+        with open(path, "rb") as f:
+            proto.ParseFromString(f.read())
+        for feature, info in sorted(proto.anomaly_info.items()):
+            text = info.description or "; ".join(r.description for r in info.reason)
+            lines.append(f"{split}: feature '{feature}': {info.short_description}: {text}")
+        if proto.HasField("dataset_anomaly_info"):
+            lines.append(f"{split}: dataset: {proto.dataset_anomaly_info.description}")
+    return lines
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
+        found = read_anomalies(anomalies.uri)
+        if found:
+            raise DataAnomaliesError(
+                "ExampleValidator found data anomalies; the run stops before training:\n  - "
+                + "\n  - ".join(found)
+                + "\nFix the data, or update the schema if the change is intended."
+            )
+
+
+class AnomaliesGateSpec(ComponentSpec):
+    PARAMETERS = {}
+    INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies)}
+    OUTPUTS = {}
+
+
+class AnomaliesGate(base_component.BaseComponent):
+    SPEC_CLASS = AnomaliesGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, anomalies):
+        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies))

@@ -1,0 +1,123 @@
+"""Build the TFX pipeline from a validated config (the data flow, top to bottom).
+
+ingest -> statistics -> schema -> validate (gate) -> transform -> train -> baseline
+resolver -> evaluate (gate) + held-out test report -> push (atomic, TF Serving layout)
+
+    cfg = load_config("configs/digits_cnn.yaml")
+    p = build_pipeline(cfg)
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+
+from pipeline.tfx_compat import tfx
+
+from components.evaluate.baseline import LatestBlessedOtherModelStrategy
+from components.evaluate.eval_config import build_eval_config
+from components.evaluate.heldout import HeldOutEvaluator
+from components.ingest.component import DatasetExampleGen
+from components.ingest.sources import open_source
+from components.push import AtomicPusher
+from components.validate.anomalies_gate import AnomaliesGate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_fingerprint(*packages: str) -> str:
+    """Hash of the project's Python sources, so a code change invalidates cached steps."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for path in sorted(glob.glob(os.path.join(REPO, pkg, "**", "*.py"), recursive=True)):
+            h.update(os.path.relpath(path, REPO).encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def paths(cfg: dict) -> dict:
+    runs = os.path.abspath(cfg["runs_dir"])
+    name = cfg["pipeline_name"]
+    return {
+        "runs": runs,
+        "pipeline_root": os.path.join(runs, "pipelines", name),
+        "metadata": os.path.join(runs, "metadata.sqlite"),
+        "checkpoints": os.path.join(runs, "checkpoints", name),
+        "serving_base": os.path.abspath(cfg["push"]["serving_base"]),
+    }
+
+
+def build_pipeline(cfg: dict):
+    p = paths(cfg)
+    source = open_source(cfg["data"])  # validates the data before any component runs
+    label_names, image_shape = list(source.label_names), list(cfg["data"]["image_shape"] or source.image_shape)
+    data_cfg = dict(cfg["data"], image_shape=image_shape, code=code_fingerprint("components/ingest"))
+
+    example_gen = DatasetExampleGen(data_config=data_cfg).with_id("ExampleGen")
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn="components.transform.preprocessing.preprocessing_fn",
+        custom_config={"image_shape": image_shape, "code": code_fingerprint("components/transform")},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+    )
+    transform.add_upstream_node(anomalies_gate)  # anomalies stop the run before Transform/Trainer
+
+    trainer = tfx.components.Trainer(
+        run_fn="components.train.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={
+            "train": cfg["train"],
+            "model": cfg["model"],
+            "image_shape": image_shape,
+            "label_names": label_names,
+            "checkpoint_root": p["checkpoints"],
+            "code": code_fingerprint("components/train", "components/transform", "models"),
+        },
+    )
+    baseline = tfx.dsl.Resolver(
+        strategy_class=LatestBlessedOtherModelStrategy,
+        candidate=trainer.outputs["model"],
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("BaselineResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=build_eval_config(cfg["evaluate"], len(label_names)),
+        example_splits=["eval"],
+    )
+    heldout = HeldOutEvaluator(model=trainer.outputs["model"], examples=examples, split="test")
+    pusher = AtomicPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        serving_base=p["serving_base"],
+        model_name=cfg["push"]["model_name"],
+    ).with_id("Pusher")
+
+    components = [
+        example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
+        transform, trainer, baseline, evaluator, heldout, pusher,
+    ]
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg["pipeline_name"],
+        pipeline_root=p["pipeline_root"],
+        components=components,
+        enable_cache=cfg["enable_cache"],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(p["metadata"]),
+        beam_pipeline_args=list(cfg["beam_args"]),
+    )

@@ -1,0 +1,201 @@
+"""A run is a YAML config file. This module loads it and validates it up front.
+
+Every key is known: an unknown key, a wrong type or a value outside the allowed set
+raises ConfigError naming the key path, the bad value and what is allowed.
+
+    cfg = load_config("configs/digits_cnn.yaml")
+    cfg["train"]["epochs"]            # defaults filled in
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+from typing import Any
+
+import yaml
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """A user error in a config file (exit code 2, no traceback)."""
+
+
+# A field is (types, default, allowed-values-or-None). A nested dict is a section.
+# `REQUIRED` marks fields without a default.
+REQUIRED = object()
+ANY_DICT = "any-dict"  # free-form mapping, validated by the component that owns it
+
+SCHEMA: dict[str, Any] = {
+    "pipeline_name": ((str,), REQUIRED, None),
+    "runs_dir": ((str,), "runs", None),
+    "data": {
+        "source": ((str,), "tfds", ("tfds", "image_folder", "tfrecord")),
+        "name": ((str,), "sklearn_digits", None),  # TFDS name
+        "version": ((str, type(None)), None, None),
+        "data_dir": ((str, type(None)), None, None),  # default: <runs_dir>/tensorflow_datasets
+        "root": ((str, type(None)), None, None),  # image_folder root / tfrecord file pattern root
+        "splits": ((dict,), {"train": "train", "eval": "validation", "test": "test"}, None),
+        "image_shape": ((list, type(None)), None, None),  # [H, W, C]; required to resize image folders
+        "label_names": ((list, type(None)), None, None),  # tfrecord sources without names
+        "train_fraction": ((float, int), 1.0, None),  # low-data experiments; stratified, seeded
+        "seed": ((int,), 0, None),
+    },
+    "model": {
+        "name": ((str,), "digits_cnn", None),
+        "hparams": ((dict,), {}, None),
+    },
+    "train": {
+        "epochs": ((int,), 30, None),
+        "batch_size": ((int,), 64, None),
+        "optimizer": ((str,), "adam", ("sgd", "adam", "adamw")),
+        "learning_rate": ((float, int), 1e-3, None),
+        "weight_decay": ((float, int), 0.0, None),
+        "momentum": ((float, int), 0.9, None),
+        "schedule": ((str,), "cosine", ("constant", "cosine", "one_cycle", "step")),
+        "warmup_epochs": ((float, int), 1, None),
+        "label_smoothing": ((float, int), 0.0, None),
+        "precision": ((str,), "auto", ("auto", "float32", "mixed_float16", "mixed_bfloat16")),
+        "jit_compile": ((bool,), False, None),
+        "early_stopping_patience": ((int, type(None)), None, None),  # epochs, on val_accuracy
+        "checkpoint_every_steps": ((int,), 100, None),
+        "seed": ((int,), 0, None),
+        "augmentation": ((dict,), {}, ANY_DICT),
+    },
+    "evaluate": {
+        "accuracy_lower_bound": ((float, int), 0.9, None),
+        "per_class_recall_lower_bound": ((float, int, type(None)), None, None),
+        # candidate accuracy may be at most this much below the latest blessed model's
+        "max_accuracy_drop": ((float, int, type(None)), None, None),
+        "metrics": ((list,), [], None),  # [{name: TFMA metric, lower_bound|upper_bound: x}]
+    },
+    "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
+    "infra_validation": {
+        "enabled": ((bool,), True, None),
+        "make_warmup": ((bool,), True, None),
+        "timeout_seconds": ((int,), 60, None),
+    },
+    "push": {
+        "model_name": ((str,), "digits", None),
+        "serving_base": ((str, type(None)), None, None),  # default: <runs_dir>/serving
+    },
+    "beam_args": ((list,), ["--direct_running_mode=in_memory", "--direct_num_workers=1"], None),
+    "enable_cache": ((bool,), True, None),
+}
+
+
+def _check(section: dict, schema: dict, path: str) -> dict:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(section).__name__} {section!r}")
+    unknown = sorted(set(section) - set(schema))
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(
+            f"unknown config key '{key}'. Allowed keys{' in ' + path if path else ''}: {', '.join(sorted(schema))}"
+        )
+    out = {}
+    for key, spec in schema.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(spec, dict):
+            out[key] = _check(section.get(key) or {}, spec, where)
+            continue
+        types, default, allowed = spec
+        if key not in section:
+            if default is REQUIRED:
+                raise ConfigError(f"missing required config key '{where}'")
+            out[key] = copy.deepcopy(default)
+            continue
+        value = section[key]
+        if isinstance(value, bool) and bool not in types:  # YAML `yes` is not a number
+            raise ConfigError(f"config key '{where}' has bad value {value!r}: expected {_type_names(types)}")
+        if not isinstance(value, types):
+            raise ConfigError(f"config key '{where}' has bad value {value!r}: expected {_type_names(types)}")
+        if isinstance(allowed, tuple) and value not in allowed:
+            raise ConfigError(
+                f"config key '{where}' has bad value {value!r}. Allowed values: {', '.join(map(str, allowed))}"
+            )
+        out[key] = value
+    return out
+
+
+def _type_names(types) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def _check_semantics(cfg: dict) -> None:
+    def bad(key, value, want):
+        raise ConfigError(f"config key '{key}' has bad value {value!r}: {want}")
+
+    if not NAME_RE.match(cfg["pipeline_name"]):
+        bad("pipeline_name", cfg["pipeline_name"], "use letters, digits, '_', '.', '-' (max 128)")
+    if not NAME_RE.match(cfg["push"]["model_name"]):
+        bad("push.model_name", cfg["push"]["model_name"], "use letters, digits, '_', '.', '-' (max 128)")
+    data, train, ev = cfg["data"], cfg["train"], cfg["evaluate"]
+    splits = data["splits"]
+    if set(splits) != {"train", "eval", "test"}:
+        bad("data.splits", splits, "map exactly the output splits train, eval and test to source split names")
+    if data["source"] in ("image_folder", "tfrecord") and not data["root"]:
+        raise ConfigError(f"missing config key 'data.root': data.source '{data['source']}' needs the folder to read")
+    shape = data["image_shape"]
+    if shape is not None and (len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape) or shape[2] not in (1, 3)):
+        bad("data.image_shape", shape, "expected [height, width, channels] with channels 1 or 3")
+    if not 0 < data["train_fraction"] <= 1:
+        bad("data.train_fraction", data["train_fraction"], "expected a number in (0, 1]")
+    for key in ("epochs", "batch_size", "checkpoint_every_steps"):
+        if train[key] < 1:
+            bad(f"train.{key}", train[key], "expected an integer >= 1")
+    if train["learning_rate"] <= 0:
+        bad("train.learning_rate", train["learning_rate"], "expected a number > 0")
+    if not 0 <= train["label_smoothing"] < 1:
+        bad("train.label_smoothing", train["label_smoothing"], "expected a number in [0, 1)")
+    for key in ("accuracy_lower_bound", "per_class_recall_lower_bound"):
+        if ev[key] is not None and not 0 <= ev[key] <= 1:
+            bad(f"evaluate.{key}", ev[key], "expected a number in [0, 1]")
+    for i, m in enumerate(ev["metrics"]):
+        if not isinstance(m, dict) or "name" not in m or not ({"lower_bound", "upper_bound"} & set(m)) or set(m) - {"name", "lower_bound", "upper_bound"}:
+            bad(f"evaluate.metrics[{i}]", m, "expected {name: <TFMA metric class>, lower_bound: x and/or upper_bound: y}")
+
+
+def validate_config(raw: dict) -> dict:
+    """Return a complete config (defaults filled in) or raise ConfigError."""
+    cfg = _check(raw or {}, SCHEMA, "")
+    _check_semantics(cfg)
+    from models import list_models  # the registry is the one source of model names
+
+    names = list_models()
+    if cfg["model"]["name"] not in names:
+        raise ConfigError(
+            f"config key 'model.name' has bad value {cfg['model']['name']!r}. Allowed values: {', '.join(sorted(names))}"
+        )
+    unknown = sorted(set(cfg["model"]["hparams"]) - set(names[cfg["model"]["name"]]))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key 'model.hparams.{unknown[0]}' for model {cfg['model']['name']!r}. "
+            f"Allowed keys: {', '.join(sorted(names[cfg['model']['name']])) or '(none)'}"
+        )
+    runs = cfg["runs_dir"]
+    cfg["data"]["data_dir"] = cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets")
+    cfg["push"]["serving_base"] = cfg["push"]["serving_base"] or os.path.join(runs, "serving")
+    return cfg
+
+
+def load_config(path: str) -> dict:
+    """Read and validate a YAML config; paths inside stay relative to the working directory."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' does not exist (try configs/digits_cnn.yaml)")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+    cfg = validate_config(raw)
+    cfg["_config_path"] = path
+    cfg["_config_hash"] = file_sha256(path)
+    return cfg
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

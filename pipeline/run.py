@@ -1,0 +1,168 @@
+"""Run a pipeline with LocalDagRunner under our own run id, and summarise it from MLMD.
+
+    summary = run_pipeline(cfg)       # dict, see README "Run summary"
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+
+from pipeline.tfx_compat import tfx
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler import compiler
+from tfx.dsl.compiler import constants as compiler_constants
+from tfx.orchestration.portable import runtime_parameter_utils
+
+from pipeline.build import build_pipeline, paths
+
+_STATE = metadata_store_pb2.Execution.State
+STATUS = {_STATE.COMPLETE: "ran", _STATE.CACHED: "cached", _STATE.FAILED: "failed", _STATE.RUNNING: "failed", _STATE.NEW: "failed"}
+
+# Exit codes of `python -m pipeline run` (documented in README).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_DATA_ANOMALIES = 0, 1, 2, 3, 4
+
+
+def new_run_id() -> str:
+    return datetime.datetime.now().isoformat(timespec="microseconds")
+
+
+def run_pipeline(cfg: dict, run_id: str | None = None) -> dict:
+    """Run once; return the summary. Component errors are recorded, then re-raised."""
+    run_id = run_id or new_run_id()
+    pipeline = build_pipeline(cfg)
+    ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    started = time.time()
+    error = None
+    try:
+        tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    except Exception as e:  # summarise what did run, then let the CLI report the error
+        error = e
+    summary = summarize(cfg, run_id, [c.id for c in pipeline.components])
+    summary["duration_s"] = round(time.time() - started, 1)
+    if error is not None:
+        summary["error"] = f"{type(error).__name__}: {error}"
+        raise PipelineRunError(summary, error) from error
+    return summary
+
+
+class PipelineRunError(RuntimeError):
+    def __init__(self, summary: dict, cause: Exception):
+        super().__init__(str(cause))
+        self.summary, self.cause = summary, cause
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(config)
+
+
+def run_executions(store, pipeline_name: str, run_id: str) -> dict:
+    """node id -> {"execution": Execution, "outputs": {key: [Artifact]}} for one run."""
+    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if ctx is None:
+        return {}
+    result = {}
+    for ex in store.get_executions_by_context(ctx.id):
+        node_ctx = [c for c in store.get_contexts_by_execution(ex.id) if c.name.startswith(pipeline_name + ".")]
+        if not node_ctx:
+            continue
+        node_id = node_ctx[0].name[len(pipeline_name) + 1:]
+        outputs: dict[str, list] = {}
+        events = [e for e in store.get_events_by_execution_ids([ex.id]) if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for e in events:
+            key = e.path.steps[0].key if e.path.steps else "output"
+            outputs.setdefault(key, []).append(arts[e.artifact_id])
+        result[node_id] = {"execution": ex, "outputs": outputs}
+    return result
+
+
+def _prop(artifact, name, default=None):
+    p = artifact.custom_properties.get(name)
+    if p is None:
+        return default
+    kind = p.WhichOneof("value")
+    return getattr(p, kind) if kind else default
+
+
+def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
+    store = open_store(paths(cfg)["metadata"])
+    runs = run_executions(store, cfg["pipeline_name"], run_id)
+    components = []
+    for node in node_ids:
+        ex = runs.get(node)
+        status = STATUS.get(ex["execution"].last_known_state, "failed") if ex else "skipped"
+        components.append({"name": node, "status": status})
+    summary = {
+        "pipeline_name": cfg["pipeline_name"],
+        "run_id": run_id,
+        "config_path": cfg.get("_config_path"),
+        "config_hash": cfg.get("_config_hash"),
+        "components": components,
+        "blessed": False,
+        "failing_thresholds": [],
+        "metrics": {},
+        "pushed": None,
+    }
+    evaluator = runs.get("Evaluator")
+    if evaluator:
+        blessing = evaluator["outputs"].get("blessing", [])
+        summary["blessed"] = bool(blessing) and _prop(blessing[0], "blessed") == 1
+        evaluation = evaluator["outputs"].get("evaluation", [])
+        if evaluation:
+            from components.evaluate.results import read_evaluation
+
+            metrics, failures = read_evaluation(evaluation[0].uri)
+            summary["metrics"].update(metrics)
+            summary["failing_thresholds"] = failures
+    heldout = runs.get("HeldOutEvaluator")
+    if heldout and heldout["outputs"].get("report"):
+        report = heldout["outputs"]["report"][0]
+        summary["metrics"]["test_accuracy"] = _prop(report, "test_accuracy")
+        summary["test_report_uri"] = report.uri
+    trainer = runs.get("Trainer")
+    if trainer and trainer["outputs"].get("model_run"):
+        summary["model_run_uri"] = trainer["outputs"]["model_run"][0].uri
+        try:
+            with open(os.path.join(summary["model_run_uri"], "train_summary.json")) as f:
+                summary["training"] = json.load(f)
+        except OSError:
+            pass
+    pusher = runs.get("Pusher")
+    if pusher and pusher["outputs"].get("pushed_model"):
+        pushed = pusher["outputs"]["pushed_model"][0]
+        if _prop(pushed, "pushed") == 1:
+            info = {"model_name": _prop(pushed, "model_name"), "version": _prop(pushed, "pushed_version"), "path": _prop(pushed, "pushed_destination")}
+            if pusher["execution"].last_known_state == _STATE.CACHED:
+                summary["already_pushed"] = info  # nothing new was pushed this run
+            else:
+                summary["pushed"] = info
+        else:
+            summary["not_pushed_reason"] = _prop(pushed, "not_pushed_reason")
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"Pipeline {s['pipeline_name']}  run {s['run_id']}  ({s.get('duration_s', '?')} s)"]
+    lines.append("  components: " + ", ".join(f"{c['name']}={c['status']}" for c in s["components"]))
+    m = s["metrics"]
+    if m:
+        lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(m.items())))
+    lines.append(f"  blessed: {'yes' if s['blessed'] else 'no'}")
+    for f in s.get("failing_thresholds", []):
+        lines.append(f"    FAILED {f['metric']}: {f['value']} (bound {f['bound']})")
+    if s.get("pushed"):
+        lines.append(f"  pushed: {s['pushed']['model_name']} version {s['pushed']['version']} -> {s['pushed']['path']}")
+    elif s.get("already_pushed"):
+        lines.append(f"  pushed: nothing new (this model is already version {s['already_pushed']['version']})")
+    else:
+        lines.append(f"  pushed: nothing ({s.get('not_pushed_reason') or 'see above'})")
+    if s.get("error"):
+        lines.append(f"  error: {s['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Config validation: every user error names the key, the bad value and what is allowed."""
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config, validate_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".yaml"))
+
+
+def base():
+    with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_default_config_fills_defaults():
+    cfg = validate_config(base())
+    assert cfg["train"]["precision"] == "auto"
+    assert cfg["push"]["serving_base"] == os.path.join("runs", "serving")
+    assert cfg["data"]["data_dir"] == os.path.join("runs", "tensorflow_datasets")
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda c: c["train"].update(epocs=3), ["train.epocs", "Allowed keys", "epochs"]),
+        (lambda c: c.update(trian={}), ["'trian'", "Allowed keys"]),
+        (lambda c: c["train"].update(precision="fp16"), ["train.precision", "'fp16'", "mixed_float16"]),
+        (lambda c: c["train"].update(epochs="ten"), ["train.epochs", "'ten'", "int"]),
+        (lambda c: c["train"].update(epochs=0), ["train.epochs", ">= 1"]),
+        (lambda c: c["data"].update(source="csv"), ["data.source", "'csv'", "image_folder"]),
+        (lambda c: c["model"].update(name="resnet9000"), ["model.name", "'resnet9000'", "digits_cnn"]),
+        (lambda c: c["model"].update(hparams={"widht": 2}), ["model.hparams.widht", "Allowed keys"]),
+        (lambda c: c["push"].update(model_name="../etc"), ["push.model_name", "'../etc'"]),
+        (lambda c: c["evaluate"].update(accuracy_lower_bound=1.5), ["evaluate.accuracy_lower_bound", "[0, 1]"]),
+        (lambda c: c["data"].update(splits={"train": "train"}), ["data.splits", "train, eval and test"]),
+        (lambda c: c.pop("pipeline_name"), ["missing required config key 'pipeline_name'"]),
+    ],
+)
+def test_bad_config_errors_name_key_value_and_fix(mutate, words):
+    cfg = base()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_validates(name):
+    cfg = load_config(os.path.join(REPO, "configs", name))
+    assert cfg["pipeline_name"]
+
+
+def test_cli_bad_config_exits_2_without_traceback(tmp_path):
+    cfg = base()
+    cfg["train"]["optimizer"] = "adamax"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    p = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", str(path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "train.optimizer" in p.stderr and "'adamax'" in p.stderr and "sgd, adam, adamw" in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+def test_cli_missing_config_file_exits_2():
+    p = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", "nope.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
