@@ -1,7 +1,8 @@
 """`python -m pipeline <command>`: run, models, and the operations commands.
 
 Exit codes of `run`: 0 ok, 1 a component failed, 2 usage/config error,
-3 the model was not blessed (a gate failed), 4 data anomalies stopped the run.
+3 the model was not blessed (a gate failed), 4 data anomalies stopped the run,
+75 another run of the same pipeline holds its lock.
 """
 from __future__ import annotations
 
@@ -28,12 +29,19 @@ def _run(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    from pipeline.run import EXIT_DATA_ANOMALIES, EXIT_FAILED, EXIT_NOT_BLESSED, PipelineRunError, format_summary, run_pipeline
+    from pipeline.run import EXIT_DATA_ANOMALIES, EXIT_FAILED, EXIT_LOCKED, EXIT_NOT_BLESSED, PipelineRunError, format_summary, run_pipeline
     from components.validate.anomalies_gate import DataAnomaliesError
+
+    from pipeline.schedule import PipelineLocked, pipeline_lock
 
     code = 0
     try:
-        summary = run_pipeline(cfg)
+        # One run of a pipeline at a time (the scheduler hands its lock over via $PIPELINE_LOCK_FD).
+        with pipeline_lock(cfg["pipeline_name"], os.path.join(cfg["runs_dir"], "locks")):
+            summary = run_pipeline(cfg)
+    except PipelineLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_LOCKED
     except (ConfigError, DataSourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -50,7 +58,15 @@ def _run(argv: list[str]) -> int:
     if code == 0 and not summary["blessed"]:
         code = EXIT_NOT_BLESSED
     summary["exit_code"] = code
+    try:
+        from pipeline.record import build_record, save_and_render
+
+        summary["report"] = save_and_render(cfg["runs_dir"], build_record(summary, cfg))
+    except Exception as e:  # a report problem must not hide the run's outcome
+        print(f"warning: could not write the run report: {e}", file=sys.stderr)
     print(format_summary(summary))
+    if summary.get("report"):
+        print(f"  report: {summary['report']}")
     if args.summary_json:
         os.makedirs(os.path.dirname(os.path.abspath(args.summary_json)), exist_ok=True)
         with open(args.summary_json, "w") as f:
@@ -92,9 +108,24 @@ def _add_verbosity(ap: argparse.ArgumentParser) -> None:
     ap.set_defaults(verbosity="normal")
 
 
+def _lazy(module: str):
+    def call(argv):
+        import importlib
+
+        return importlib.import_module(module).cli(argv)
+
+    return call
+
+
 COMMANDS = {
     "run": _run,
     "models": _models,
+    "report": _lazy("pipeline.report"),
+    "runs": _lazy("pipeline.history"),
+    "schedule": _lazy("pipeline.schedule"),
+    "validate": _lazy("pipeline.validate_cmd"),
+    "lineage": _lazy("pipeline.lineage"),
+    "compile": _lazy("pipeline.compile"),
 }
 
 

@@ -1,7 +1,8 @@
 """Build the TFX pipeline from a validated config (the data flow, top to bottom).
 
 ingest -> statistics -> schema -> validate (gate) -> transform -> train -> baseline
-resolver -> evaluate (gate) + held-out test report -> push (atomic, TF Serving layout)
+resolver -> evaluate (gate) + held-out test report -> optimize (TensorRT where it can run)
+-> push (atomic, TF Serving layout)
 
     cfg = load_config("configs/digits_cnn.yaml")
     p = build_pipeline(cfg)
@@ -19,6 +20,7 @@ from components.evaluate.eval_config import build_eval_config
 from components.evaluate.heldout import HeldOutEvaluator
 from components.ingest.component import DatasetExampleGen
 from components.ingest.sources import open_source
+from components.optimize import ModelOptimizer
 from components.push import AtomicPusher
 from components.validate.anomalies_gate import AnomaliesGate
 
@@ -102,8 +104,14 @@ def build_pipeline(cfg: dict):
         example_splits=["eval"],
     )
     heldout = HeldOutEvaluator(model=trainer.outputs["model"], examples=examples, split="test")
-    pusher = AtomicPusher(
+    optimizer = ModelOptimizer(
         model=trainer.outputs["model"],
+        examples=examples,
+        model_blessing=evaluator.outputs["blessing"],
+        optimize_config=cfg["optimize"],
+    ).with_id("ModelOptimizer")
+    pusher = AtomicPusher(
+        model=optimizer.outputs["optimized_model"],
         model_blessing=evaluator.outputs["blessing"],
         serving_base=p["serving_base"],
         model_name=cfg["push"]["model_name"],
@@ -111,7 +119,7 @@ def build_pipeline(cfg: dict):
 
     components = [
         example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-        transform, trainer, baseline, evaluator, heldout, pusher,
+        transform, trainer, baseline, evaluator, heldout, optimizer, pusher,
     ]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg["pipeline_name"],

@@ -175,8 +175,20 @@ def validate_config(raw: dict) -> dict:
             f"unknown config key 'model.hparams.{unknown[0]}' for model {cfg['model']['name']!r}. "
             f"Allowed keys: {', '.join(sorted(names[cfg['model']['name']])) or '(none)'}"
         )
+    from components.train.augment import AugmentationPolicy
+
+    try:  # validated now, not minutes later inside the Trainer
+        AugmentationPolicy.from_config(cfg["train"]["augmentation"], num_classes=2)
+    except ValueError as e:
+        raise ConfigError(f"config key 'train.augmentation': {e}") from None
+    from components.optimize import OptimizeConfigError, validate_optimize_config
+
+    try:
+        validate_optimize_config(cfg["optimize"])
+    except OptimizeConfigError as e:
+        raise ConfigError(f"config key 'optimize': {e}") from None
     runs = cfg["runs_dir"]
-    cfg["data"]["data_dir"] = cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets")
+    cfg["data"]["data_dir"] = os.path.expanduser(cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets"))
     cfg["push"]["serving_base"] = cfg["push"]["serving_base"] or os.path.join(runs, "serving")
     return cfg
 

@@ -22,7 +22,7 @@ _STATE = metadata_store_pb2.Execution.State
 STATUS = {_STATE.COMPLETE: "ran", _STATE.CACHED: "cached", _STATE.FAILED: "failed", _STATE.RUNNING: "failed", _STATE.NEW: "failed"}
 
 # Exit codes of `python -m pipeline run` (documented in README).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_DATA_ANOMALIES = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_DATA_ANOMALIES, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
 
 
 def new_run_id() -> str:
@@ -41,12 +41,31 @@ def run_pipeline(cfg: dict, run_id: str | None = None) -> dict:
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     except Exception as e:  # summarise what did run, then let the CLI report the error
         error = e
-    summary = summarize(cfg, run_id, [c.id for c in pipeline.components])
+    resolvers = [c.id for c in pipeline.components if isinstance(c, tfx.dsl.Resolver)]
+    summary = summarize(cfg, run_id, [c.id for c in pipeline.components if c.id not in resolvers], resolvers)
     summary["duration_s"] = round(time.time() - started, 1)
+    summary["git_commit"] = record_run_facts(cfg, run_id)
     if error is not None:
         summary["error"] = f"{type(error).__name__}: {error}"
         raise PipelineRunError(summary, error) from error
     return summary
+
+
+def record_run_facts(cfg: dict, run_id: str) -> str:
+    """Stamp config path/hash and git commit on the MLMD pipeline_run context (for lineage).
+
+    Kept off component properties on purpose: a new commit must not invalidate the cache.
+    """
+    from pipeline.record import git_commit
+
+    commit = git_commit()
+    store = open_store(paths(cfg)["metadata"])
+    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if ctx is not None:
+        for key, value in (("config_path", cfg.get("_config_path") or ""), ("config_hash", cfg.get("_config_hash") or ""), ("git_commit", commit)):
+            ctx.custom_properties[key].string_value = str(value)
+        store.put_contexts([ctx])
+    return commit
 
 
 class PipelineRunError(RuntimeError):
@@ -91,7 +110,9 @@ def _prop(artifact, name, default=None):
     return getattr(p, kind) if kind else default
 
 
-def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
+def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[str] = ()) -> dict:
+    """Statuses of the executing components; resolvers re-resolve every run, so they are
+    listed apart under `resolved` with what they found (e.g. the baseline model)."""
     store = open_store(paths(cfg)["metadata"])
     runs = run_executions(store, cfg["pipeline_name"], run_id)
     components = []
@@ -109,6 +130,7 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
         "failing_thresholds": [],
         "metrics": {},
         "pushed": None,
+        "resolved": {r: _resolved(runs.get(r)) for r in resolver_ids},
     }
     evaluator = runs.get("Evaluator")
     if evaluator:
@@ -134,6 +156,10 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
                 summary["training"] = json.load(f)
         except OSError:
             pass
+    optimizer = runs.get("ModelOptimizer")
+    if optimizer and optimizer["outputs"].get("optimized_model"):
+        raw = _prop(optimizer["outputs"]["optimized_model"][0], "optimizer")
+        summary["optimizer"] = json.loads(raw) if raw else None
     pusher = runs.get("Pusher")
     if pusher and pusher["outputs"].get("pushed_model"):
         pushed = pusher["outputs"]["pushed_model"][0]
@@ -148,6 +174,12 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
     return summary
 
 
+def _resolved(node) -> dict:
+    if not node:
+        return {}
+    return {key: [{"id": a.id, "uri": a.uri} for a in arts] for key, arts in node["outputs"].items()}
+
+
 def format_summary(s: dict) -> str:
     lines = [f"Pipeline {s['pipeline_name']}  run {s['run_id']}  ({s.get('duration_s', '?')} s)"]
     lines.append("  components: " + ", ".join(f"{c['name']}={c['status']}" for c in s["components"]))
@@ -155,8 +187,11 @@ def format_summary(s: dict) -> str:
     if m:
         lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(m.items())))
     lines.append(f"  blessed: {'yes' if s['blessed'] else 'no'}")
+    if s.get("optimizer"):
+        opt = s["optimizer"]
+        lines.append(f"  optimizer: {opt.get('status')}" + (f" ({opt['reason']})" if opt.get("reason") else ""))
     for f in s.get("failing_thresholds", []):
-        lines.append(f"    FAILED {f['metric']}: {f['value']} (bound {f['bound']})")
+        lines.append(f"    FAILED {f['metric']} on {f['slice']}: {f['value']:.4f} (bound {f['bound']})" if isinstance(f["value"], float) else f"    FAILED {f['metric']} on {f['slice']}: {f['value']} (bound {f['bound']})")
     if s.get("pushed"):
         lines.append(f"  pushed: {s['pushed']['model_name']} version {s['pushed']['version']} -> {s['pushed']['path']}")
     elif s.get("already_pushed"):

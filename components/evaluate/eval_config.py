@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 
 from components.train.export import EXAMPLES_SIGNATURE
 
@@ -17,6 +18,16 @@ def _value_threshold(lower=None, upper=None):
     return tfma.GenericValueThreshold(**bounds)
 
 
+OVERALL = [tfma.SlicingSpec()]  # gates apply to the whole split; per-class slices are reported
+
+
+def _gated(class_name: str, threshold: tfma.MetricThreshold) -> tfma.MetricConfig:
+    return tfma.MetricConfig(
+        class_name=class_name,
+        per_slice_thresholds=[config_pb2.PerSliceMetricThreshold(slicing_specs=OVERALL, threshold=threshold)],
+    )
+
+
 def build_eval_config(evaluate: dict, num_classes: int) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["accuracy_lower_bound"]))
     if evaluate["max_accuracy_drop"] is not None:
@@ -26,24 +37,14 @@ def build_eval_config(evaluate: dict, num_classes: int) -> tfma.EvalConfig:
                 absolute={"value": -float(evaluate["max_accuracy_drop"])},
             )
         )
-    metrics = [tfma.MetricConfig(class_name=ACCURACY, threshold=accuracy_threshold), tfma.MetricConfig(class_name="ExampleCount")]
+    metrics = [_gated(ACCURACY, accuracy_threshold), tfma.MetricConfig(class_name="ExampleCount")]
     for m in evaluate["metrics"]:
-        metrics.append(
-            tfma.MetricConfig(
-                class_name=m["name"],
-                threshold=tfma.MetricThreshold(value_threshold=_value_threshold(m.get("lower_bound"), m.get("upper_bound"))),
-            )
-        )
+        metrics.append(_gated(m["name"], tfma.MetricThreshold(value_threshold=_value_threshold(m.get("lower_bound"), m.get("upper_bound")))))
     specs = [tfma.MetricsSpec(metrics=metrics)]
     if evaluate["per_class_recall_lower_bound"] is not None:
         specs.append(
             tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(
-                        class_name="Recall",
-                        threshold=tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["per_class_recall_lower_bound"])),
-                    )
-                ],
+                metrics=[_gated("Recall", tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["per_class_recall_lower_bound"])))],
                 binarize=tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))}),
             )
         )

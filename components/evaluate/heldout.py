@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from pipeline.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import Channel
 from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
@@ -92,5 +93,5 @@ class HeldOutEvaluator(base_component.BaseComponent):
 
     def __init__(self, model, examples, split: str = "test"):
         super().__init__(
-            spec=HeldOutEvaluatorSpec(model=model, examples=examples, split=split, report=tfx.types.Channel(type=HeldOutReport))
+            spec=HeldOutEvaluatorSpec(model=model, examples=examples, split=split, report=Channel(type=HeldOutReport))
         )

@@ -15,6 +15,7 @@ import os
 
 from pipeline.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import Channel
 from tfx.types import ComponentSpec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
@@ -35,7 +36,7 @@ class DatasetExampleGen(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, data_config: dict):
-        examples = tfx.types.Channel(type=standard_artifacts.Examples)
+        examples = Channel(type=standard_artifacts.Examples)
         super().__init__(
             spec=DatasetExampleGenSpec(
                 data_config=json.dumps(data_config, sort_keys=True),

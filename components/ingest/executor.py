@@ -76,7 +76,7 @@ class Executor(base_executor.BaseExecutor):
     @staticmethod
     def _write(path: str, records, label_names: list[str], split: str, total: int) -> int:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        n, step = 0, max(1, total // 10)
+        n, step = 0, max(1000, total // 4)  # progress for big splits, quiet for small ones
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for rec in records:
                 writer.write(make_example(rec.image_png, rec.label, label_names[rec.label]))

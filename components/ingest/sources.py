@@ -79,7 +79,7 @@ class TfdsSource:
     def records(self, split: str) -> Iterator[Record]:
         import tensorflow as tf
 
-        if split not in self.splits:
+        if split.split("[")[0] not in self.splits:  # TFDS slices like "train[:90%]" are fine
             raise DataSourceError(f"TFDS dataset '{self.name}' has no split '{split}'. Its splits: {', '.join(self.splits)}")
         ds = self.builder.as_dataset(split=split, shuffle_files=False)
         ds = ds.map(lambda ex: (tf.io.encode_png(ex["image"]), ex["label"]))

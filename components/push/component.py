@@ -10,6 +10,7 @@ import logging
 
 from pipeline.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import Channel
 from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
@@ -64,6 +65,6 @@ class AtomicPusher(base_component.BaseComponent):
             spec=AtomicPusherSpec(
                 model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
                 serving_base=serving_base, model_name=model_name,
-                pushed_model=tfx.types.Channel(type=standard_artifacts.PushedModel),
+                pushed_model=Channel(type=standard_artifacts.PushedModel),
             )
         )

@@ -47,6 +47,8 @@ class RawTransform:
 
 
 def _png_to_float(png: tf.Tensor, image_shape) -> tf.Tensor:
+    png = tf.reshape(png, [-1])
+
     def decode(b):
         return tf.io.decode_png(b, channels=image_shape[-1])
 
@@ -92,6 +94,8 @@ class ServingModule(tf.Module):
 
     def serve_images(self, images):
         png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
+        # Match the parsed raw feature's shape ([N] or [N, 1], as the schema says).
+        png = tf.reshape(png, [-1, *self._raw_spec[IMAGE_KEY].shape])
         probs, classes = self._outputs({IMAGE_KEY: png})
         return {"probabilities": probs, "classes": classes}
 

@@ -23,6 +23,7 @@ from tfx_bsl.public import tfxio
 
 from components.train import augment as augment_lib
 from components.train import optim, precision
+from components.train.augment_preview import save_preview
 from components.train.export import RawTransform, export_serving_model
 from components.train.loop import clear_checkpoints, fit_resumable
 from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY
@@ -77,7 +78,7 @@ def run_fn(fn_args) -> None:
     total_steps = steps_per_epoch * train_cfg["epochs"]
 
     policy = augment_lib.AugmentationPolicy.from_config(train_cfg["augmentation"], num_classes)
-    one_hot = policy.mixes_labels or train_cfg["label_smoothing"] > 0
+    one_hot = policy.mixes_labels  # mixup/cutmix give soft labels
 
     train_ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"])
     val_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False, seed=0)
@@ -101,7 +102,10 @@ def run_fn(fn_args) -> None:
         optimizer = precision.wrap_optimizer(optimizer, applied_precision)
         model.compile(
             optimizer=optimizer,
-            loss=optim.build_loss(train_cfg["label_smoothing"], one_hot=one_hot),
+            loss=(
+                keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train_cfg["label_smoothing"])
+                if one_hot else optim.build_loss(train_cfg["label_smoothing"])
+            ),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=train_cfg["jit_compile"],
         )
@@ -138,7 +142,7 @@ def run_fn(fn_args) -> None:
 def _write_preview(fn_args, train_cfg, tf_transform_output, policy) -> None:
     ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8, shuffle=False, repeat=False, seed=0)
     images, _ = next(iter(ds))
-    augment_lib.save_preview(images, policy, train_cfg["seed"], os.path.join(fn_args.model_run_dir, "augmentation_preview.png"))
+    save_preview(images.numpy(), policy, train_cfg["seed"], os.path.join(fn_args.model_run_dir, "augmentation_preview.png"))
 
 
 def _keras_verbosity():

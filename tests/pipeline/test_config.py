@@ -70,3 +70,29 @@ def test_cli_bad_config_exits_2_without_traceback(tmp_path):
 def test_cli_missing_config_file_exits_2():
     p = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", "nope.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+TEXT_SEQUENCE_LENGTH = 256
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_builds_its_model(name):
+    """Parse + model build, even where the dataset is not on this machine."""
+    from models import create_model
+
+    cfg = load_config(os.path.join(REPO, "configs", name))
+    model_name = cfg["model"]["name"]
+    if model_name.startswith("text_"):
+        spec = (TEXT_SEQUENCE_LENGTH,)
+    else:
+        spec = tuple(cfg["data"]["image_shape"] or (8, 8, 1))  # sklearn_digits is 8x8x1
+    num_classes = len(cfg["data"]["label_names"] or []) or (2 if model_name.startswith("text_") else 10)
+    model = create_model(model_name, spec, num_classes, **cfg["model"]["hparams"])
+    assert model.output_shape == (None, num_classes)
+
+
+def test_bad_augmentation_is_a_config_error():
+    cfg = base()
+    cfg["train"]["augmentation"] = {"rotation": {"max_degrees": 10}}
+    with pytest.raises(ConfigError, match="train.augmentation.*max_degrees.*degrees"):
+        validate_config(cfg)

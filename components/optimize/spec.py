@@ -1,0 +1,32 @@
+"""ModelOptimizer's typed inputs, output and exec property (the TFX ComponentSpec).
+
+    ModelOptimizerSpec(model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+                       optimize_config=validate_optimize_config({}).to_json(),
+                       optimized_model=Channel(type=standard_artifacts.Model))
+"""
+from pipeline.tfx_compat import tfx  # noqa: F401  (TFX import order; see pipeline/tfx_compat.py)
+from tfx import types
+from tfx.types import Channel
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+MODEL_KEY = "model"
+EXAMPLES_KEY = "examples"
+MODEL_BLESSING_KEY = "model_blessing"
+OPTIMIZE_CONFIG_KEY = "optimize_config"
+OPTIMIZED_MODEL_KEY = "optimized_model"
+OPTIMIZER_PROPERTY = "optimizer"  # string custom property on the output Model: the result JSON
+
+
+class ModelOptimizerSpec(types.ComponentSpec):
+    PARAMETERS = {
+        OPTIMIZE_CONFIG_KEY: ExecutionParameter(type=str),  # OptimizeConfig.to_json()
+    }
+    INPUTS = {
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),  # Split-eval for calibration and parity
+        MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+    }
+    OUTPUTS = {
+        OPTIMIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+    }
