@@ -31,6 +31,19 @@ class FitResult:
     stopped_early: bool = False
 
 
+class _EpochHistory(keras.callbacks.Callback):
+    """Appends each epoch's logs to the saved history, so a kill loses at most one epoch."""
+
+    def __init__(self, checkpoint_dir: str, history: dict):
+        super().__init__()
+        self.checkpoint_dir, self.history = checkpoint_dir, history
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+        _save_partial_history(self.checkpoint_dir, self.history)
+
+
 class _StepCheckpoint(keras.callbacks.Callback):
     def __init__(self, manager: tf.train.CheckpointManager, every: int):
         super().__init__()
@@ -65,15 +78,16 @@ def fit_resumable(
         result.resumed_from_step = int(model.optimizer.iterations.numpy())
         log.warning("resuming training from checkpoint step %d (%s)", result.resumed_from_step, manager.latest_checkpoint)
         print(f"[train] resuming from checkpoint at step {result.resumed_from_step}", flush=True)
-    callbacks = list(callbacks or []) + [_StepCheckpoint(manager, checkpoint_every)]
     history: dict[str, list] = _load_partial_history(checkpoint_dir) if result.resumed_from_step else {}
+    callbacks = list(callbacks or []) + [_StepCheckpoint(manager, checkpoint_every), _EpochHistory(checkpoint_dir, history)]
+    log.info("checkpoints every %d steps in %s", checkpoint_every, checkpoint_dir)
 
     step = result.resumed_from_step
     epoch = step // steps_per_epoch
     total = epochs * steps_per_epoch
     while step < total and not result.stopped_early:
         steps_now = steps_per_epoch - (step % steps_per_epoch)  # finish a partial epoch first
-        h = model.fit(
+        model.fit(
             train_ds,
             validation_data=val_ds,
             validation_steps=validation_steps,
@@ -83,9 +97,6 @@ def fit_resumable(
             callbacks=callbacks,
             verbose=verbose,
         )
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
-        _save_partial_history(checkpoint_dir, history)
         step = int(model.optimizer.iterations.numpy())
         epoch = step // steps_per_epoch
         result.stopped_early = bool(getattr(model, "stop_training", False)) and step < total
