@@ -24,7 +24,7 @@ from components.train.export import EXAMPLES_SIGNATURE, read_label_names
 
 
 class HeldOutReport(Artifact):
-    TYPE_NAME = "HeldOutReport"
+    TYPE_NAME = "components.HeldOutReport"  # KFP rebuilds custom types from "<module>.<Class>"
 
 
 def split_files(examples_uri: str, split: str) -> list[str]:
