@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from pipeline.mlmd import custom_property as _custom
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -159,12 +160,6 @@ def _node_id(store: metadata_store.MetadataStore, execution: metadata_store_pb2.
     return execution.type
 
 
-def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> object | None:
-    if key not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[key]
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
 
 
 def _text(value: object | None) -> str | None:

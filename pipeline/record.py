@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 
+from pipeline.mlmd import read_json as _read_json
 from pipeline.report import render_report, report_path, save_record
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,12 +27,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def thresholds_table(summary: dict, evaluate: dict) -> list[dict]:

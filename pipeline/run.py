@@ -17,6 +17,7 @@ from tfx.dsl.compiler import constants as compiler_constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.build import build_pipeline, paths
+from pipeline.mlmd import custom_property as _prop
 
 _STATE = metadata_store_pb2.Execution.State
 STATUS = {_STATE.COMPLETE: "ran", _STATE.CACHED: "cached", _STATE.FAILED: "failed", _STATE.RUNNING: "failed", _STATE.NEW: "failed"}
@@ -102,12 +103,6 @@ def run_executions(store, pipeline_name: str, run_id: str) -> dict:
     return result
 
 
-def _prop(artifact, name, default=None):
-    p = artifact.custom_properties.get(name)
-    if p is None:
-        return default
-    kind = p.WhichOneof("value")
-    return getattr(p, kind) if kind else default
 
 
 def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[str] = ()) -> dict:

@@ -35,7 +35,7 @@ def read_evaluation(evaluation_uri: str) -> tuple[dict, list[dict]]:
                     + (" (change vs baseline)" if f.metric_key.is_diff else ""),
                     "slice": slice_desc,
                     "value": _value_of(f.metric_value),
-                    "bound": _bound(f.metric_threshold),
+                    "bound": describe_bound(f.metric_threshold),
                     "message": f.message,
                 }
             )
@@ -51,7 +51,7 @@ def _value_of(metric_value):
     return str(metric_value)
 
 
-def _bound(threshold) -> str:
+def describe_bound(threshold) -> str:
     parts = []
     vt, ct = threshold.value_threshold, threshold.change_threshold
     if vt.HasField("lower_bound"):
