@@ -2,7 +2,7 @@
 
 ingest -> statistics -> schema -> validate (gate) -> transform -> train -> baseline
 resolver -> evaluate (gate) + held-out test report -> optimize (TensorRT where it can run)
--> push (atomic, TF Serving layout)
+-> infra validation (serve it, query it, skew check, warmup requests) -> push (atomic, TF Serving layout)
 
     cfg = load_config("configs/digits_cnn.yaml")
     p = build_pipeline(cfg)
@@ -23,6 +23,7 @@ from components.ingest.sources import open_source
 from components.optimize import ModelOptimizer
 from components.push import AtomicPusher
 from components.validate.anomalies_gate import AnomaliesGate
+from components.validate.infra import InfraValidator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,8 +111,19 @@ def build_pipeline(cfg: dict):
         model_blessing=evaluator.outputs["blessing"],
         optimize_config=cfg["optimize"],
     ).with_id("ModelOptimizer")
+    infra = None
+    if cfg["infra_validation"]["enabled"]:  # serve the model that would be pushed, then skew-check it
+        infra = InfraValidator(
+            model=optimizer.outputs["optimized_model"],
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            model_run=trainer.outputs["model_run"],
+            config=dict(cfg["infra_validation"], code=code_fingerprint("components/validate", "serving")),
+            model_name=cfg["push"]["model_name"],
+        ).with_id("InfraValidator")
     pusher = AtomicPusher(
-        model=optimizer.outputs["optimized_model"],
+        model=infra.outputs["validated_model"] if infra else optimizer.outputs["optimized_model"],
+        infra_blessing=infra.outputs["blessing"] if infra else None,
         model_blessing=evaluator.outputs["blessing"],
         serving_base=p["serving_base"],
         model_name=cfg["push"]["model_name"],
@@ -119,7 +131,7 @@ def build_pipeline(cfg: dict):
 
     components = [
         example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-        transform, trainer, baseline, evaluator, heldout, optimizer, pusher,
+        transform, trainer, baseline, evaluator, heldout, optimizer, *([infra] if infra else []), pusher,
     ]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg["pipeline_name"],

@@ -76,6 +76,9 @@ SCHEMA: dict[str, Any] = {
         "enabled": ((bool,), True, None),
         "make_warmup": ((bool,), True, None),
         "timeout_seconds": ((int,), 60, None),
+        "num_examples": ((int,), 8, None),  # requests per signature
+        "skew_examples": ((int,), 64, None),
+        "skew_atol": ((float, int), 1e-4, None),  # also the allowed disagreement between signatures
     },
     "push": {
         "model_name": ((str,), "digits", None),
@@ -181,6 +184,12 @@ def validate_config(raw: dict) -> dict:
         AugmentationPolicy.from_config(cfg["train"]["augmentation"], num_classes=2)
     except ValueError as e:
         raise ConfigError(f"config key 'train.augmentation': {e}") from None
+    from components.validate.infra_executor import parse_config as parse_infra_config
+
+    try:
+        parse_infra_config(cfg["infra_validation"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'infra_validation': {e}") from None
     from components.optimize import OptimizeConfigError, validate_optimize_config
 
     try:

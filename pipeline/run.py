@@ -155,6 +155,16 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[st
     if optimizer and optimizer["outputs"].get("optimized_model"):
         raw = _prop(optimizer["outputs"]["optimized_model"][0], "optimizer")
         summary["optimizer"] = json.loads(raw) if raw else None
+    infra = runs.get("InfraValidator")
+    if infra and infra["outputs"].get("blessing"):
+        b = infra["outputs"]["blessing"][0]
+        infra_ok = _prop(b, "blessed") == 1
+        summary["infra"] = {
+            "status": "blessed" if infra_ok else "not blessed", "reason": _prop(b, "reason", ""),
+            "engine": _prop(b, "engine"), "skew_check": _prop(b, "skew_check"), "skew_max_abs_diff": _prop(b, "skew_max_abs_diff"),
+        }
+        summary["evaluator_blessed"] = summary["blessed"]
+        summary["blessed"] = summary["blessed"] and infra_ok  # both gates must pass to push
     pusher = runs.get("Pusher")
     if pusher and pusher["outputs"].get("pushed_model"):
         pushed = pusher["outputs"]["pushed_model"][0]
@@ -182,6 +192,10 @@ def format_summary(s: dict) -> str:
     if m:
         lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(m.items())))
     lines.append(f"  blessed: {'yes' if s['blessed'] else 'no'}")
+    if s.get("infra"):
+        inf = s["infra"]
+        lines.append(f"  infra validation: {inf['status']}" + (f" ({inf['reason']})" if inf.get("reason") and inf["status"] != "blessed" else "")
+                     + (f"; skew max |diff| {inf['skew_max_abs_diff']:.2e}" if isinstance(inf.get("skew_max_abs_diff"), float) else ""))
     if s.get("optimizer"):
         opt = s["optimizer"]
         lines.append(f"  optimizer: {opt.get('status')}" + (f" ({opt['reason']})" if opt.get("reason") else ""))

@@ -126,6 +126,8 @@ def run_fn(fn_args) -> None:
     raw_spec = {k: v for k, v in tf_transform_output.raw_feature_spec().items() if k not in RAW_LABEL_FEATURES}
     transform = RawTransform(raw_spec, tf_transform_output.transform_features_layer())
     export_serving_model(model, fn_args.serving_model_dir, image_shape=image_shape, label_names=label_names, transform=transform)
+    # The Keras model itself, for the training/serving skew check (components/validate/skew.py).
+    model.save(os.path.join(fn_args.model_run_dir, "model.keras"))
     summary = {
         "model": model_cfg["name"], "hparams": model_cfg["hparams"], "params": int(model.count_params()),
         "precision": applied_precision, "precision_reason": precision_reason, "strategy": strategy_desc,

@@ -9,7 +9,12 @@ import yaml
 from pipeline.config import ConfigError, load_config, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".yaml"))
+def _is_pipeline_config(name: str) -> bool:  # configs/ also holds e.g. thresholds.yaml for `validate`
+    with open(os.path.join(REPO, "configs", name)) as f:
+        return "pipeline_name" in (yaml.safe_load(f) or {})
+
+
+CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".yaml") and _is_pipeline_config(f))
 
 
 def base():

@@ -1,0 +1,96 @@
+"""Eval examples -> requests: the sample the validation gates send, and TF Serving warmup.
+
+TF Serving replays `<version>/assets.extra/tf_serving_warmup_requests` (PredictionLog
+TFRecords) before a version serves, so the first real request does not pay for graph
+tracing. The records are real requests built from eval examples: one Predict for
+`serving_images` (uint8 images) and one for `serving_default` (serialized tf.Examples).
+
+    sample = read_eval_sample(files, n=8)
+    write_warmup_requests(version_dir, warmup_logs("digits", sample))
+    logs = read_warmup_requests(version_dir)   # -> [PredictionLog, ...]
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from components.train.export import EXAMPLES_SIGNATURE, IMAGE_KEY, IMAGES_SIGNATURE
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+@dataclasses.dataclass
+class EvalSample:
+    """The first `n` raw eval examples: serialized, and their images decoded to uint8."""
+
+    serialized: list[bytes]
+    images: np.ndarray  # uint8 [N, H, W, C]
+
+    def __len__(self) -> int:
+        return len(self.serialized)
+
+
+def _compression(files: list[str]) -> str:
+    return "GZIP" if files[0].endswith(".gz") else ""
+
+
+def read_eval_sample(files: list[str], n: int) -> EvalSample:
+    """Read `n` tf.Examples (feature `image` = PNG/JPEG bytes) from TFRecord `files`.
+
+    Deterministic: the first `n` records in file order. Raises ValueError when the files
+    hold no examples or images of different shapes (a data problem, not a model one).
+    """
+    if not files:
+        raise ValueError("no example files given; expected TFRecords such as <examples>/Split-eval/*.gz")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(files), compression_type=_compression(files)).take(n)]
+    if not records:
+        raise ValueError(f"no examples in {files[:3]}")
+    parsed = tf.io.parse_example(records, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+    images = [tf.io.decode_image(png, expand_animations=False).numpy() for png in parsed[IMAGE_KEY]]
+    shapes = sorted({im.shape for im in images})
+    if len(shapes) > 1:
+        raise ValueError(f"eval images have different shapes {shapes[:2]}; ingestion should resize them to one shape")
+    return EvalSample(serialized=records, images=np.stack(images).astype(np.uint8))
+
+
+def predict_request(model_name: str, signature: str, sample: EvalSample) -> predict_pb2.PredictRequest:
+    """A PredictRequest for `serving_images` (images) or `serving_default` (examples)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    if signature == IMAGES_SIGNATURE:
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(sample.images))
+    elif signature == EXAMPLES_SIGNATURE:
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(sample.serialized, dtype=tf.string))
+    else:
+        raise ValueError(f"no Predict request for signature '{signature}'; use {IMAGES_SIGNATURE} or {EXAMPLES_SIGNATURE}")
+    return request
+
+
+def warmup_logs(model_name: str, sample: EvalSample) -> list[prediction_log_pb2.PredictionLog]:
+    """One PredictionLog per Predict signature of the serving contract."""
+    logs = []
+    for signature in (IMAGES_SIGNATURE, EXAMPLES_SIGNATURE):
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.CopyFrom(predict_request(model_name, signature, sample))
+        logs.append(log)
+    return logs
+
+
+def write_warmup_requests(version_dir: str, logs) -> str:
+    """Write PredictionLogs where TF Serving looks for them; returns the file path."""
+    path = os.path.join(version_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(version_dir: str) -> list[prediction_log_pb2.PredictionLog]:
+    path = os.path.join(version_dir, WARMUP_FILE)
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
