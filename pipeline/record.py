@@ -66,7 +66,10 @@ def build_record(summary: dict, cfg: dict) -> dict:
     }
     if history is not None:
         record["training"] = {
-            "history": history, "model_name": train.get("model"), "hparams": train.get("hparams"),
+            "history": history, "model_name": train.get("model"),
+            # what people tune: the model's hparams plus the training settings of the config
+            "hparams": {**(train.get("hparams") or {}), **{k: v for k, v in cfg["train"].items() if k != "augmentation"},
+                        "augmentation": ", ".join(cfg["train"]["augmentation"]) or "none"},
             "precision": train.get("precision"), "epochs": train.get("epochs"), "steps": train.get("final_step"),
         }
     if test is not None:
