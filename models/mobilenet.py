@@ -4,14 +4,16 @@ A 3x3/2 stem conv, then the paper's 7 stages of inverted residual blocks
 (1x1 expand -> 3x3 depthwise -> 1x1 linear projection; a residual when stride is 1 and
 channels match), a 1x1 conv to `last_channels`, global average pooling, `dropout`,
 logits. `width_multiplier` scales every conv width (rounded to multiples of 8, as in the
-paper; the last conv is not narrowed below `last_channels`). `expansion` is the expand
-ratio t of the blocks that expand (the first stage never expands). Activations are
-ReLU6; strides are skipped on 1x1 maps so 8x8 inputs build.
+paper; the last conv is not narrowed below `last_channels`). `stages` is the paper's
+table of (expansion t, channels c, repeats n, first stride s); pass a shorter table for
+a smaller network. Activations are ReLU6; strides are skipped on 1x1 maps so 8x8
+inputs build.
 
 Example:
 
 ```python
 model = create_model("mobilenet_v2", (96, 96, 3), num_classes=10, width_multiplier=0.5)
+tiny = create_model("mobilenet_v2", (8, 8, 1), num_classes=10, stages=((1, 16, 1, 1), (6, 24, 2, 2)))
 ```
 """
 from __future__ import annotations
@@ -32,25 +34,29 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 @register_model(
-    "mobilenet_v2", width_multiplier=1.0, expansion=6, last_channels=1280, batch_norm=True, dropout=0.2, weight_decay=4e-5
+    "mobilenet_v2", width_multiplier=1.0, stages=STAGES, last_channels=1280, batch_norm=True, dropout=0.2, weight_decay=4e-5
 )
-def mobilenet_v2(input_spec, num_classes, *, width_multiplier, expansion, last_channels, batch_norm, dropout, weight_decay):
+def mobilenet_v2(input_spec, num_classes, *, width_multiplier, stages, last_channels, batch_norm, dropout, weight_decay):
     check_common("mobilenet_v2", dropout=dropout, weight_decay=weight_decay)
     if float(width_multiplier) <= 0:
         raise ValueError(f"mobilenet_v2: width_multiplier must be > 0 (e.g. 0.35, 0.5, 1.0, 1.4), got {width_multiplier!r}.")
-    if int(expansion) < 1:
-        raise ValueError(f"mobilenet_v2: expansion must be >= 1 (6 in the paper), got {expansion!r}.")
+    if not stages or any(len(stage) != 4 or min(int(v) for v in stage) < 1 for stage in stages):
+        raise ValueError(
+            "mobilenet_v2: stages must be a non-empty sequence of (expansion, channels, repeats, stride) "
+            f"with values >= 1, e.g. {STAGES[:2]}; got {stages!r}."
+        )
     alpha = float(width_multiplier)
     opts = dict(batch_norm=batch_norm, weight_decay=weight_decay)
 
     inputs = image_input(input_spec, "mobilenet_v2")
-    x = conv_bn_act(inputs, make_divisible(32 * alpha), 3, strides=adaptive_stride(inputs, 2), activation="relu6", name="stem", **opts)
+    stem_stride = adaptive_stride(inputs, 2)
+    x = conv_bn_act(inputs, make_divisible(32 * alpha), 3, strides=stem_stride, activation="relu6", name="stem", **opts)
     block_id = 0
-    for t, c, n, s in STAGES:
-        for i in range(n):
+    for t, c, n, s in stages:
+        for i in range(int(n)):
             block_id += 1
-            stride = adaptive_stride(x, s if i == 0 else 1)
-            x = _inverted_residual(x, make_divisible(c * alpha), stride, expansion if t > 1 else 1, name=f"block{block_id}", **opts)
+            stride = adaptive_stride(x, int(s) if i == 0 else 1)
+            x = _inverted_residual(x, make_divisible(c * alpha), stride, int(t), name=f"block{block_id}", **opts)
     x = conv_bn_act(x, make_divisible(last_channels * max(1.0, alpha)), 1, activation="relu6", name="head", **opts)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, logits_head(x, num_classes, dropout=dropout, weight_decay=weight_decay))
@@ -60,8 +66,10 @@ def _inverted_residual(x, out_channels, stride, expansion, *, batch_norm, weight
     in_channels = int(x.shape[-1])
     y = x
     if expansion > 1:
-        y = conv_bn_act(y, in_channels * int(expansion), 1, activation="relu6", batch_norm=batch_norm, weight_decay=weight_decay, name=f"{name}_expand")
-    # The paper does not decay depthwise kernels (they have few parameters).
+        y = conv_bn_act(
+            y, in_channels * expansion, 1, activation="relu6", batch_norm=batch_norm, weight_decay=weight_decay, name=f"{name}_expand"
+        )
+    # Depthwise kernels are not decayed (as in the reference TF-slim code): they hold few weights.
     y = keras.layers.DepthwiseConv2D(
         3, strides=stride, padding="same", use_bias=not batch_norm, depthwise_initializer=KERNEL_INIT, name=f"{name}_depthwise"
     )(y)

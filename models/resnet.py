@@ -41,7 +41,7 @@ IMAGENET_STAGES = {
     "basic": {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)},
     "bottleneck": {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)},
 }
-EXPANSION = {"basic": 1, "bottleneck": 4}
+BOTTLENECK_EXPANSION = 4  # a bottleneck block outputs 4x its inner width
 
 _CIFAR = dict(stem="cifar", base_filters=16, batch_norm=True, dropout=0.0, weight_decay=1e-4)
 _IMAGENET = dict(stem="imagenet", base_filters=64, batch_norm=True, dropout=0.0, weight_decay=1e-4)
@@ -72,12 +72,11 @@ def resnet(input_spec, num_classes, *, depth, block, version, stem, base_filters
     if stem == "imagenet":
         x = max_pool(x, 3, 2, name="stem_pool")
 
-    block_fn = _BLOCK_FNS[(version, block)]
     for stage, n_blocks in enumerate(stage_blocks):
         filters = base_filters * 2**stage
         for i in range(n_blocks):
-            stride = 2 if (stage > 0 and i == 0) else 1
-            x = block_fn(x, filters, adaptive_stride(x, stride), name=f"stage{stage + 1}_block{i + 1}", **opts)
+            stride = adaptive_stride(x, 2 if (stage > 0 and i == 0) else 1)
+            x = _residual_block(x, filters, stride, block=block, version=version, name=f"stage{stage + 1}_block{i + 1}", **opts)
     if version == 2:
         x = bn_act(x, batch_norm=batch_norm, name="post")
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -89,13 +88,18 @@ def stage_blocks_for(depth: int, block: str, stem: str) -> tuple[int, ...]:
     if stem == "imagenet":
         table = IMAGENET_STAGES[block]
         if depth not in table:
-            raise ValueError(f"resnet: depth {depth!r} is not defined for the imagenet stem with {block} blocks; use one of {sorted(table)}.")
+            raise ValueError(
+                f"resnet: depth {depth!r} is not defined for the imagenet stem with {block} blocks; use one of {sorted(table)}."
+            )
         return table[depth]
     layers_per_block = 2 if block == "basic" else 3
     n, rest = divmod(int(depth) - 2, 3 * layers_per_block)
     if rest or n < 1:
         step = 3 * layers_per_block
-        raise ValueError(f"resnet: depth {depth!r} is not valid for the cifar stem with {block} blocks; use {step}n + 2, e.g. {step + 2}, {2 * step + 2}, {3 * step + 2}.")
+        raise ValueError(
+            f"resnet: depth {depth!r} is not valid for the cifar stem with {block} blocks; "
+            f"use {step}n + 2, e.g. {step + 2}, {2 * step + 2}, {3 * step + 2}."
+        )
     return (n, n, n)
 
 
@@ -104,55 +108,36 @@ def _check_choice(name, value, allowed):
         raise ValueError(f"resnet: {name} must be one of {list(allowed)}, got {value!r}.")
 
 
-def _needs_projection(x, out_channels: int, stride: int) -> bool:
-    """Identity shortcuts only when the block keeps the shape; else a strided 1x1 conv."""
-    return stride != 1 or int(x.shape[-1]) != out_channels
-
-
-def _basic_v1(x, filters, stride, *, batch_norm, weight_decay, name):
+def _residual_block(x, filters, stride, *, block, version, batch_norm, weight_decay, name):
+    """One residual block; `block` picks the convs, `version` where BN-ReLU sits."""
     opts = dict(batch_norm=batch_norm, weight_decay=weight_decay)
+    out_channels = filters * (BOTTLENECK_EXPANSION if block == "bottleneck" else 1)
+    # (filters, kernel, stride) of the residual branch; bottlenecks stride in the 3x3 ("v1.5").
+    if block == "basic":
+        convs = [(filters, 3, stride), (out_channels, 3, 1)]
+    else:
+        convs = [(filters, 1, 1), (filters, 3, stride), (out_channels, 1, 1)]
+    # v2 pre-activates the input once; its branch and its projection both read that.
+    branch_input = x if version == 1 else bn_act(x, batch_norm=batch_norm, name=f"{name}_pre")
+
     shortcut = x
-    if _needs_projection(x, filters, stride):
-        shortcut = conv_bn_act(x, filters, 1, strides=stride, activation=None, name=f"{name}_proj", **opts)
-    y = conv_bn_act(x, filters, 3, strides=stride, name=f"{name}_a", **opts)
-    y = conv_bn_act(y, filters, 3, activation=None, name=f"{name}_b", **opts)
+    if stride != 1 or int(x.shape[-1]) != out_channels:  # identity only when the shape is kept
+        if version == 1:
+            shortcut = conv_bn_act(x, out_channels, 1, strides=stride, activation=None, name=f"{name}_proj", **opts)
+        else:
+            shortcut = conv(
+                branch_input, out_channels, 1, strides=stride, use_bias=not batch_norm, weight_decay=weight_decay, name=f"{name}_proj_conv"
+            )
+
+    y = branch_input
+    for i, (f, k, s) in enumerate(convs):
+        conv_name = f"{name}_{'abc'[i]}"
+        last = i == len(convs) - 1
+        if last and version == 2:  # the next block's pre-activation normalizes the sum
+            y = conv(y, f, k, strides=s, use_bias=not batch_norm, weight_decay=weight_decay, name=f"{conv_name}_conv")
+        else:
+            y = conv_bn_act(y, f, k, strides=s, activation=None if last else "relu", name=conv_name, **opts)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
-
-
-def _bottleneck_v1(x, filters, stride, *, batch_norm, weight_decay, name):
-    opts = dict(batch_norm=batch_norm, weight_decay=weight_decay)
-    shortcut = x
-    if _needs_projection(x, 4 * filters, stride):
-        shortcut = conv_bn_act(x, 4 * filters, 1, strides=stride, activation=None, name=f"{name}_proj", **opts)
-    y = conv_bn_act(x, filters, 1, name=f"{name}_a", **opts)
-    y = conv_bn_act(y, filters, 3, strides=stride, name=f"{name}_b", **opts)
-    y = conv_bn_act(y, 4 * filters, 1, activation=None, name=f"{name}_c", **opts)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
-
-
-def _basic_v2(x, filters, stride, *, batch_norm, weight_decay, name):
-    opts = dict(batch_norm=batch_norm, weight_decay=weight_decay)
-    pre = bn_act(x, batch_norm=batch_norm, name=f"{name}_pre")
-    shortcut = x
-    if _needs_projection(x, filters, stride):  # v2 projects the pre-activated input
-        shortcut = conv(pre, filters, 1, strides=stride, weight_decay=weight_decay, name=f"{name}_proj_conv")
-    y = conv_bn_act(pre, filters, 3, strides=stride, name=f"{name}_a", **opts)
-    y = conv(y, filters, 3, use_bias=not batch_norm, weight_decay=weight_decay, name=f"{name}_b_conv")
-    return keras.layers.Add(name=f"{name}_add")([shortcut, y])
-
-
-def _bottleneck_v2(x, filters, stride, *, batch_norm, weight_decay, name):
-    opts = dict(batch_norm=batch_norm, weight_decay=weight_decay)
-    pre = bn_act(x, batch_norm=batch_norm, name=f"{name}_pre")
-    shortcut = x
-    if _needs_projection(x, 4 * filters, stride):  # v2 projects the pre-activated input
-        shortcut = conv(pre, 4 * filters, 1, strides=stride, weight_decay=weight_decay, name=f"{name}_proj_conv")
-    y = conv_bn_act(pre, filters, 1, name=f"{name}_a", **opts)
-    y = conv_bn_act(y, filters, 3, strides=stride, name=f"{name}_b", **opts)
-    y = conv(y, 4 * filters, 1, use_bias=not batch_norm, weight_decay=weight_decay, name=f"{name}_c_conv")
-    return keras.layers.Add(name=f"{name}_add")([shortcut, y])
-
-
-_BLOCK_FNS = {(1, "basic"): _basic_v1, (1, "bottleneck"): _bottleneck_v1, (2, "basic"): _basic_v2, (2, "bottleneck"): _bottleneck_v2}
+    if version == 1:
+        y = keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return y

@@ -59,7 +59,9 @@ def text_bilstm(input_spec, num_classes, *, vocab_size, embed_dim, units, dropou
     if len(input_spec) != 1:
         raise ValueError(f"text_bilstm expects token ids input_spec (seq_len,), e.g. (200,); got {input_spec}.")
     if int(vocab_size) < 2 or int(embed_dim) < 1:
-        raise ValueError(f"text_bilstm: vocab_size must be >= 2 (id 0 is padding) and embed_dim >= 1; got {vocab_size!r}, {embed_dim!r}.")
+        raise ValueError(
+            f"text_bilstm: vocab_size must be >= 2 (id 0 is padding) and embed_dim >= 1; got {vocab_size!r}, {embed_dim!r}."
+        )
     inputs = keras.Input(shape=input_spec, dtype="int32", name="tokens")
     x = keras.layers.Embedding(int(vocab_size), int(embed_dim), mask_zero=True, name="embedding")(inputs)
     x = recurrent_stack(x, cell="lstm", bidirectional=True, units=units, dropout=dropout, weight_decay=weight_decay)

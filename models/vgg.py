@@ -28,7 +28,9 @@ _COMMON = dict(base_filters=64, max_filters=512, dense_units=(512, 512), batch_n
 def vgg(input_spec, num_classes, *, blocks, base_filters, max_filters, dense_units, batch_norm, dropout, weight_decay):
     check_common("vgg", dropout=dropout, weight_decay=weight_decay)
     if not blocks or any(int(n) < 1 for n in blocks):
-        raise ValueError(f"vgg: blocks must be a non-empty sequence of convs per stage (each >= 1), e.g. (1, 1, 2, 2, 2); got {blocks!r}.")
+        raise ValueError(
+            f"vgg: blocks must be a non-empty sequence of convs per stage (each >= 1), e.g. (1, 1, 2, 2, 2); got {blocks!r}."
+        )
     inputs = image_input(input_spec, "vgg")
     x = inputs
     for stage, n_convs in enumerate(blocks):

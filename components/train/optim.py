@@ -40,7 +40,9 @@ DEFAULT_STEP_FRACTIONS = (0.5, 0.75)  # step decay boundaries as fractions of to
 ONE_CYCLE_WARMUP_FRACTION = 0.3  # PyTorch's OneCycleLR pct_start default
 ADAMW_DEFAULT_WEIGHT_DECAY = 0.01  # PyTorch's AdamW default
 # Biases and BatchNorm scales/offsets are not decayed (standard practice; decaying them hurts).
-NO_DECAY_VARIABLES = ["^bias$", "^gamma$", "^beta$"]
+# Regexes on variable names: Keras names ("bias") and, on the TF backend, the tf.Variable
+# names the optimizer actually sees ("model/dense/bias:0").
+NO_DECAY_VARIABLES = [r"(^|/)(bias|gamma|beta)(:\d+)?$"]
 
 
 class _LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -211,7 +213,10 @@ def build_optimizer(
 
     if name == "sgd":
         optimizer = keras.optimizers.SGD(
-            learning_rate_schedule, momentum=0.9 if momentum is None else float(momentum), nesterov=nesterov, weight_decay=weight_decay or None
+            learning_rate_schedule,
+            momentum=0.9 if momentum is None else float(momentum),
+            nesterov=nesterov,
+            weight_decay=weight_decay or None,
         )
     elif name == "adam":
         if weight_decay:
