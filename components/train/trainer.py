@@ -33,17 +33,39 @@ log = logging.getLogger("pipeline.train")
 RAW_LABEL_FEATURES = (LABEL_KEY, "label_name")
 
 
-def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: bool, repeat: bool, seed: int):
+# Parse the transformed training split once and keep it in memory when it fits: on small
+# machines re-parsing TFRecords every epoch takes CPU from the training step itself.
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+def examples_to_cache(n_train: int, image_shape) -> int:
+    """How many training examples to cache in memory: all of them if they fit, else 0."""
+    return n_train if n_train * math.prod(image_shape) * 4 <= CACHE_LIMIT_BYTES else 0
+
+
+def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: bool, repeat: bool, seed: int, cache_examples: int = 0):
+    """Batches of (image, label) from Transform's output through TFX's data accessor.
+
+    `cache_examples` > 0: read one pass, cache the parsed examples in memory, reshuffle
+    them every epoch (a buffer of the whole split) and repeat.
+    """
+    stream = repeat and not cache_examples
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=batch_size,
         label_key=LABEL_KEY,
-        shuffle=shuffle,
+        shuffle=shuffle and stream,
         shuffle_seed=seed if shuffle else None,
-        num_epochs=None if repeat else 1,
-        drop_final_batch=repeat,  # fixed batch shape for training; eval sees every example
+        num_epochs=None if stream else 1,
+        drop_final_batch=stream,  # fixed batch shape for training; eval sees every example
     )
     ds = fn_args.data_accessor.tf_dataset_factory(files, options, tf_transform_output.transformed_metadata.schema)
-    return ds.map(lambda x, y: (x[IMAGE_KEY], tf.reshape(y, [-1])), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (x[IMAGE_KEY], tf.reshape(y, [-1])), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache_examples:
+        ds = ds.unbatch().cache()
+        if shuffle:
+            ds = ds.shuffle(cache_examples, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat().batch(batch_size, drop_remainder=True)
+    return ds
 
 
 def count_records(file_patterns) -> int:
@@ -80,7 +102,10 @@ def run_fn(fn_args) -> None:
     policy = augment_lib.AugmentationPolicy.from_config(train_cfg["augmentation"], num_classes)
     one_hot = policy.mixes_labels  # mixup/cutmix give soft labels
 
-    train_ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"])
+    cache_examples = examples_to_cache(n_train, image_shape)
+    train_ds = _dataset(
+        fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"], cache_examples=cache_examples
+    )
     val_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False, seed=0)
     train_ds = policy.build(train_cfg["seed"]).apply(train_ds)  # train split only; never eval/serving
     if one_hot:
