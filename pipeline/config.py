@@ -202,16 +202,21 @@ def validate_config(raw: dict) -> dict:
     return cfg
 
 
-def load_config(path: str) -> dict:
-    """Read and validate a YAML config; paths inside stay relative to the working directory."""
+def read_yaml_file(path: str, what: str, example: str, error=None):
+    """Parse a YAML file; a missing or malformed file raises `error` naming it and an example."""
+    error = error or ConfigError
     if not os.path.isfile(path):
-        raise ConfigError(f"config file '{path}' does not exist (try configs/digits_cnn.yaml)")
+        raise error(f"{what} '{path}' does not exist (see {example} for an example)")
     with open(path) as f:
         try:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
-    cfg = validate_config(raw)
+            raise error(f"{what} '{path}' is not valid YAML: {e}") from None
+
+
+def load_config(path: str) -> dict:
+    """Read and validate a YAML config; paths inside stay relative to the working directory."""
+    cfg = validate_config(read_yaml_file(path, "config file", "configs/digits_cnn.yaml"))
     cfg["_config_path"] = path
     cfg["_config_hash"] = file_sha256(path)
     return cfg

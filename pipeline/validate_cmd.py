@@ -27,7 +27,6 @@ import re
 import sys
 import tempfile
 
-import yaml
 
 VERSION_RE = re.compile(r"^\d+$")
 TFDS_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<version>\d+\.\d+\.\d+))?(?:/(?P<split>[A-Za-z0-9_.\[\]%:+-]+))?$")
@@ -122,13 +121,9 @@ def parse_thresholds(raw) -> dict:
 
 
 def load_thresholds(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise UsageError(f"thresholds file '{path}' does not exist (see configs/thresholds.yaml for an example)")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise UsageError(f"thresholds file '{path}' is not valid YAML: {error}") from None
+    from pipeline.config import read_yaml_file
+
+    raw = read_yaml_file(path, "thresholds file", "configs/thresholds.yaml", error=UsageError)
     try:
         return parse_thresholds(raw)
     except UsageError as error:
