@@ -1,0 +1,346 @@
+"""Serving benchmark: the embedded model server against calling the model in-process.
+
+    .venv/bin/python bench/serving.py [--seconds 5] [--quick]
+
+Two models exported with the serving contract (components.train.export): the digits CNN
+(`create_model("digits_cnn")`, 8x8x1) and ResNet-20 (`create_model("resnet20")`,
+32x32x3, random weights). For each:
+
+* in-process: images/s calling the `serving_images` signature directly, at batch 1 and
+  at each batch size up to 128 (the best is the reference), plus per-call latency;
+* server: `python -m serving serve` in its own process, driven by closed-loop clients in
+  up to two separate processes (multiprocessing; asyncio gRPC; they never import
+  TensorFlow and send a pre-serialized one-image PredictRequest), at 1, 8 and 32
+  concurrent clients, with batching on and off; server and client CPU are measured;
+* added latency: one client's round trip minus the in-process batch-1 call (p50, p99).
+
+Goals (ratios in one run): ResNet-20 server@32 / in-process best batch >= 0.8; digits CNN
+server@32 / in-process batch 1 >= 2.0; added latency at one client p50 <= 0.5 ms and
+p99 <= 2 ms. Results: bench/results/serving.json and docs/bench-serving.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This file is bench/serving.py: with bench/ on sys.path, `import serving` would find it
+# instead of the package. Put the repository root there instead.
+sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+RESULTS = os.path.join(REPO, "bench", "results", "serving.json")
+DOC = os.path.join(REPO, "docs", "bench-serving.md")
+MODELS = {"digits_cnn": (8, 8, 1), "resnet20": (32, 32, 3)}
+CLIENT_COUNTS = (1, 8, 32)
+BATCH_SIZES = (1, 8, 16, 32, 64, 128)
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+# Fewer client processes cost less CPU per request on 2 cores (measured: 1 x 32 asyncio
+# clients used about a third of the CPU per request of 4 processes x 8 threads).
+MAX_CLIENT_PROCESSES = 2
+# Batching for the benchmark: batches up to the largest client count; wait at most 1 ms.
+BATCHING_TEXT = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\nnum_batch_threads { value: 1 }\n"
+
+
+# -- models ----------------------------------------------------------------------------
+def export_models(root: str) -> dict:
+    import keras
+
+    from components.train.export import export_serving_model
+    from models import create_model
+
+    keras.utils.set_random_seed(0)
+    paths = {}
+    for name, shape in MODELS.items():
+        base = os.path.join(root, name)
+        model = create_model(name, shape, num_classes=10)
+        export_serving_model(model, os.path.join(base, "1"), image_shape=shape, label_names=[str(i) for i in range(10)])
+        paths[name] = base
+    return paths
+
+
+def _percentiles(seconds: list) -> dict:
+    values = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
+
+
+def measure_in_process(version_dir: str, shape: tuple, seconds: float) -> dict:
+    """serving_images called directly: per-batch-size images/s, and batch-1 call latency."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(version_dir).signatures["serving_images"]
+    rng = np.random.default_rng(0)
+    by_batch, latency = {}, None
+    for batch in BATCH_SIZES:
+        images = tf.constant(rng.integers(0, 256, (batch, *shape), dtype=np.uint8))
+        for _ in range(3):
+            function(images=images)
+        calls, start = [], time.perf_counter()
+        while time.perf_counter() - start < seconds / 2 or len(calls) < 5:
+            begin = time.perf_counter()
+            function(images=images)["probabilities"].numpy()
+            calls.append(time.perf_counter() - begin)
+        by_batch[batch] = batch * len(calls) / sum(calls)
+        if batch == 1:
+            latency = _percentiles(calls)
+    best = max(by_batch, key=by_batch.get)
+    return {"images_per_s_by_batch": by_batch, "batch1_images_per_s": by_batch[1], "best_batch": best,
+            "best_images_per_s": by_batch[best], "batch1_latency": latency}
+
+
+def mean_in_process(runs: list) -> dict:
+    """The mean of in-process runs (throughputs and latencies averaged per field)."""
+    by_batch = {b: float(np.mean([r["images_per_s_by_batch"][b] for r in runs])) for b in runs[0]["images_per_s_by_batch"]}
+    best = max(by_batch, key=by_batch.get)
+    latency = {k: float(np.mean([r["batch1_latency"][k] for r in runs])) for k in runs[0]["batch1_latency"]}
+    return {"images_per_s_by_batch": by_batch, "batch1_images_per_s": by_batch[1], "best_batch": best,
+            "best_images_per_s": by_batch[best], "batch1_latency": latency}
+
+
+# -- load generation (client processes: no TensorFlow) ----------------------------------
+def _client_process(target: str, request: bytes, concurrency: int, start_at: float, warmup: float, seconds: float, out):
+    """`concurrency` closed-loop clients on one asyncio loop (cheaper per call than threads)."""
+    import asyncio
+
+    import grpc
+
+    async def run():
+        channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 16 << 20)])
+        predict = channel.unary_unary(PREDICT_METHOD, request_serializer=None, response_deserializer=None)
+        measure_from, measure_to = start_at + warmup, start_at + warmup + seconds
+        latencies, errors = [], [0]
+
+        async def client():
+            while True:
+                begin = time.time()
+                if begin >= measure_to:
+                    return
+                try:
+                    await predict(request, timeout=30)
+                except grpc.RpcError:
+                    errors[0] += 1
+                    continue
+                if begin >= measure_from:
+                    latencies.append(time.time() - begin)
+
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        tasks = [asyncio.ensure_future(client()) for _ in range(concurrency)]
+        await asyncio.sleep(max(0.0, measure_from - time.time()))
+        cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+        await asyncio.gather(*tasks)
+        cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+        await channel.close()
+        cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
+        return {"latencies": latencies, "errors": errors[0], "cpu_s": cpu}
+
+    out.put(asyncio.run(run()))
+
+
+def run_load(target: str, request: bytes, clients: int, seconds: float, server_pid: int, warmup: float = 1.5) -> dict:
+    """Closed-loop load from client processes; throughput, latency and CPU in the window."""
+    import psutil
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes_count = min(clients, MAX_CLIENT_PROCESSES)
+    per_process = [clients // processes_count + (1 if i < clients % processes_count else 0) for i in range(processes_count)]
+    start_at = time.time() + 3.0  # time for the client processes to start
+    processes = [context.Process(target=_client_process, args=(target, request, n, start_at, warmup, seconds, queue))
+                 for n in per_process]
+    for process in processes:
+        process.start()
+    server = psutil.Process(server_pid)
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    server_cpu_start = sum(server.cpu_times()[:2])
+    time.sleep(seconds)
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu_start
+    parts = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    latencies = [x for part in parts for x in part["latencies"]]
+    return {
+        "clients": clients,
+        "client_processes": processes_count,
+        "images_per_s": len(latencies) / seconds,
+        "errors": sum(part["errors"] for part in parts),
+        **_percentiles(latencies or [0.0]),
+        "server_cpu_cores": server_cpu / seconds,
+        "client_cpu_cores": sum(part["cpu_s"] for part in parts) / seconds,
+    }
+
+
+def one_image_request(model: str, shape: tuple) -> bytes:
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.server.tensors import to_tensor_proto
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "serving_images"
+    image = np.random.default_rng(1).integers(0, 256, (1, *shape), dtype=np.uint8)
+    request.inputs["images"].CopyFrom(to_tensor_proto(image))
+    return request.SerializeToString()
+
+
+# -- server process ----------------------------------------------------------------------
+def start_server(config_file: str, batching: bool, batching_file: str) -> tuple:
+    """(process, gRPC port, REST port) of `python -m serving serve` on free ports."""
+    args = [sys.executable, "-m", "serving", "serve", f"--model_config_file={config_file}", "--port=0", "--rest_api_port=-1",
+            f"--enable_batching={'true' if batching else 'false'}", "--file_system_poll_wait_seconds=30"]
+    if batching:
+        args.append(f"--batching_parameters_file={batching_file}")
+    process = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if not line.startswith("serving:"):
+        process.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    grpc_port = int(line.split("grpc=")[1].split()[0].rsplit(":", 1)[1])
+    rest_port = int(line.split("rest=")[1].split()[0].rsplit(":", 1)[1])
+    return process, grpc_port, rest_port
+
+
+def batch_counters(rest_port: int, model: str) -> tuple:
+    """(batches, rows) the server's batcher ran for `model`, from its Prometheus metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10).read().decode()
+    totals = {"serving_batches": 0.0, "serving_batched_rows": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name in totals:
+            totals[family.name] += sum(sample.value for sample in family.samples
+                                       if sample.labels.get("model") == model and sample.name.endswith("_total"))
+    return totals["serving_batches"], totals["serving_batched_rows"]
+
+
+def write_config(paths: dict, root: str) -> str:
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base in paths.items():
+        config.model_config_list.config.add(name=name, base_path=base, model_platform="tensorflow")
+    path = os.path.join(root, "models.config")
+    with open(path, "w") as f:
+        f.write(text_format.MessageToString(config))
+    return path
+
+
+# -- report ------------------------------------------------------------------------------
+def ratios(result: dict) -> dict:
+    out = {}
+    for name, model in result["models"].items():
+        inproc = model["in_process"]
+        at32 = model["server"]["batching_on"]["32"]["images_per_s"]
+        one = model["server"]["batching_on"]["1"]
+        out[name] = {
+            "server32_over_inprocess_best": at32 / inproc["best_images_per_s"],
+            "server32_over_inprocess_batch1": at32 / inproc["batch1_images_per_s"],
+            "added_latency_p50_ms": one["p50_ms"] - inproc["batch1_latency"]["p50_ms"],
+            "added_latency_p99_ms": one["p99_ms"] - inproc["batch1_latency"]["p99_ms"],
+        }
+    return out
+
+
+def markdown(result: dict, command: str) -> str:
+    lines = [
+        "## Serving benchmark (embedded server)", "",
+        f"Command: `{command}` ({result['machine']}; one run, {result['seconds']} s per point; "
+        "server and client processes share the same cores; in-process numbers are the mean of a run "
+        "before and one after the server runs).", "",
+        "| model | mode | clients | images/s | p50 ms | p99 ms | errors | mean batch | server CPU (cores) | client CPU (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, model in result["models"].items():
+        inproc = model["in_process"]
+        lines.append(f"| {name} | in-process batch 1 | - | {inproc['batch1_images_per_s']:.0f} | "
+                     f"{inproc['batch1_latency']['p50_ms']:.2f} | {inproc['batch1_latency']['p99_ms']:.2f} | - | 1 | - | - |")
+        lines.append(f"| {name} | in-process batch {inproc['best_batch']} (best) | - | {inproc['best_images_per_s']:.0f} | - | - | - | {inproc['best_batch']} | - | - |")
+        for mode in ("batching_on", "batching_off"):
+            for clients, point in model["server"][mode].items():
+                lines.append(f"| {name} | server, {mode.replace('_', ' ')} | {clients} | {point['images_per_s']:.0f} | "
+                             f"{point['p50_ms']:.2f} | {point['p99_ms']:.2f} | {point['errors']} | {point['mean_batch_rows']:.1f} | "
+                             f"{point['server_cpu_cores']:.2f} | {point['client_cpu_cores']:.2f} |")
+    lines += ["", "| model | goal | measured | target | met |", "|---|---|---:|---:|---|"]
+    goals = [
+        ("resnet20", "server@32 / in-process best batch", "server32_over_inprocess_best", 0.8, ">="),
+        ("digits_cnn", "server@32 / in-process batch 1", "server32_over_inprocess_batch1", 2.0, ">="),
+    ]
+    for name in result["models"]:
+        goals += [(name, "added latency p50 (ms), 1 client", "added_latency_p50_ms", 0.5, "<="),
+                  (name, "added latency p99 (ms), 1 client", "added_latency_p99_ms", 2.0, "<=")]
+    for name, goal, key, target, sense in goals:
+        if name not in result["ratios"]:
+            continue
+        value = result["ratios"][name][key]
+        met = value >= target if sense == ">=" else value <= target
+        lines.append(f"| {name} | {goal} | {value:.2f} | {sense} {target} | {'yes' if met else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measurement window per point")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args(argv)
+    command = "python bench/serving.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    import psutil
+
+    result = {"machine": f"{psutil.cpu_count()} CPU cores, {platform.python_implementation()} {platform.python_version()}",
+              "seconds": args.seconds, "batching_parameters": BATCHING_TEXT, "models": {}}
+    with tempfile.TemporaryDirectory() as root:
+        paths = {name: base for name, base in export_models(root).items() if name in args.models}
+        for name in paths:
+            print(f"[bench] in-process {name}", flush=True)
+            result["models"][name] = {"in_process_runs": [measure_in_process(os.path.join(paths[name], "1"), MODELS[name], args.seconds)], "server": {}}
+        config = write_config(paths, root)
+        batching_file = os.path.join(root, "batching.txt")
+        with open(batching_file, "w") as f:
+            f.write(BATCHING_TEXT)
+        for batching in (True, False):
+            mode = "batching_on" if batching else "batching_off"
+            server, port, rest_port = start_server(config, batching, batching_file)
+            try:
+                for name in paths:
+                    request = one_image_request(name, MODELS[name])
+                    points = {}
+                    for clients in CLIENT_COUNTS:
+                        print(f"[bench] {name} {mode} clients={clients}", flush=True)
+                        before = batch_counters(rest_port, name)
+                        points[str(clients)] = point = run_load(f"127.0.0.1:{port}", request, clients, args.seconds, server.pid)
+                        batches, rows = (after - start for after, start in zip(batch_counters(rest_port, name), before))
+                        point["mean_batch_rows"] = rows / batches if batches else 1.0
+                    result["models"][name]["server"][mode] = points
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+        for name in paths:  # again after the server runs: other load on the machine drifts
+            print(f"[bench] in-process {name} (again)", flush=True)
+            model = result["models"][name]
+            model["in_process_runs"].append(measure_in_process(os.path.join(paths[name], "1"), MODELS[name], args.seconds))
+            model["in_process"] = mean_in_process(model["in_process_runs"])
+    result["ratios"] = ratios(result)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as f:
+        json.dump(result, f, indent=2)
+    text = markdown(result, command)
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    with open(DOC, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

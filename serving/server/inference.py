@@ -1,0 +1,132 @@
+"""Classify, Regress and MultiInference: tf.Example in, TF Serving's result protos out.
+
+As in TF Serving, the signature (default `serving_default`) must carry the matching
+method name (`tensorflow/serving/classify` or `.../regress`), take one string input
+`inputs` of serialized tf.Examples, and return `classes`/`scores` (classify) or
+`outputs` (regress). Examples with a context get the context's features merged in.
+
+    response = classify(version, request)   # request.model_spec.signature_name = "classification"
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
+
+from serving.server.errors import ServingError
+from serving.server.servable import LoadedVersion
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+INPUTS_KEY = "inputs"
+
+
+def serialized_examples(input_proto) -> np.ndarray:
+    """Serialized tf.Examples of an `Input` (ExampleList or ExampleListWithContext)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        examples = [example.SerializeToString() for example in input_proto.example_list.examples]
+    elif kind == "example_list_with_context":
+        listed = input_proto.example_list_with_context
+        # Concatenated serializations merge: the example's features override the context's.
+        context = listed.context.SerializeToString()
+        examples = [context + example.SerializeToString() for example in listed.examples]
+    else:
+        raise ServingError.invalid_argument("the request input is empty; set input.example_list.examples")
+    if not examples:
+        raise ServingError.invalid_argument("the request input has no examples; send at least one tf.Example")
+    return np.array(examples, dtype=object)
+
+
+def _checked_signature(version: LoadedVersion, signature_name: str, method: str):
+    signature = version.signature(signature_name)
+    if signature.method_name != method:
+        kind = "classification" if method == CLASSIFY_METHOD else "regression"
+        raise ServingError.invalid_argument(
+            f"expected {kind} signature method_name to be {method}, but signature '{signature.name}' has "
+            f"'{signature.method_name}'; name a {kind} signature in model_spec.signature_name"
+        )
+    if list(signature.inputs) != [INPUTS_KEY]:
+        raise ServingError.invalid_argument(
+            f"signature '{signature.name}' must have exactly one input named '{INPUTS_KEY}', has {sorted(signature.inputs)}"
+        )
+    return signature
+
+
+def _run_examples(signature, examples: np.ndarray) -> dict:
+    return signature.run(signature.check_arrays({INPUTS_KEY: examples}))
+
+
+def classification_result(version: LoadedVersion, signature_name: str, examples: np.ndarray):
+    signature = _checked_signature(version, signature_name, CLASSIFY_METHOD)
+    if "classes" not in signature.outputs and "scores" not in signature.outputs:
+        raise ServingError.invalid_argument(f"classification signature '{signature.name}' has neither 'classes' nor 'scores' output")
+    outputs = _run_examples(signature, examples)
+    scores, classes = outputs.get("scores"), outputs.get("classes")
+    reference = scores if scores is not None else classes
+    if reference.ndim != 2:
+        raise ServingError.invalid_argument(f"classification outputs must be [batch, classes], got shape {list(reference.shape)}")
+    result = classification_pb2.ClassificationResult()
+    for row in range(reference.shape[0]):
+        classifications = result.classifications.add()
+        for column in range(reference.shape[1]):
+            entry = classifications.classes.add()
+            if classes is not None:
+                label = classes[row, column]
+                entry.label = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+            if scores is not None:
+                entry.score = float(scores[row, column])
+    return signature.name, result
+
+
+def regression_result(version: LoadedVersion, signature_name: str, examples: np.ndarray):
+    signature = _checked_signature(version, signature_name, REGRESS_METHOD)
+    if "outputs" not in signature.outputs:
+        raise ServingError.invalid_argument(f"regression signature '{signature.name}' has no 'outputs' output")
+    values = np.asarray(_run_examples(signature, examples)["outputs"], dtype=np.float32)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ServingError.invalid_argument(f"regression output must be [batch] or [batch, 1], got {list(values.shape)}")
+    result = regression_pb2.RegressionResult()
+    for value in values.tolist():
+        result.regressions.add(value=value)
+    return signature.name, result
+
+
+def classify(version: LoadedVersion, request) -> classification_pb2.ClassificationResponse:
+    name, result = classification_result(version, request.model_spec.signature_name, serialized_examples(request.input))
+    response = classification_pb2.ClassificationResponse(result=result)
+    version.fill_model_spec(response.model_spec, name)
+    return response
+
+
+def regress(version: LoadedVersion, request) -> regression_pb2.RegressionResponse:
+    name, result = regression_result(version, request.model_spec.signature_name, serialized_examples(request.input))
+    response = regression_pb2.RegressionResponse(result=result)
+    version.fill_model_spec(response.model_spec, name)
+    return response
+
+
+def multi_inference(version: LoadedVersion, request) -> inference_pb2.MultiInferenceResponse:
+    """All tasks run on `version` (the caller checked that they name one model and version)."""
+    if not request.tasks:
+        raise ServingError.invalid_argument("MultiInference needs at least one task")
+    names = [task.model_spec.signature_name or "serving_default" for task in request.tasks]
+    if len(set(names)) != len(names):
+        raise ServingError.invalid_argument(f"MultiInference tasks repeat a signature ({names}); use each once")
+    examples = serialized_examples(request.input)
+    response = inference_pb2.MultiInferenceResponse()
+    for task in request.tasks:
+        result = response.results.add()
+        if task.method_name == CLASSIFY_METHOD:
+            name, classification = classification_result(version, task.model_spec.signature_name, examples)
+            result.classification_result.CopyFrom(classification)
+        elif task.method_name == REGRESS_METHOD:
+            name, regression = regression_result(version, task.model_spec.signature_name, examples)
+            result.regression_result.CopyFrom(regression)
+        else:
+            raise ServingError.unimplemented(
+                f"MultiInference method_name {task.method_name!r} is not supported; use {CLASSIFY_METHOD} or {REGRESS_METHOD}"
+            )
+        version.fill_model_spec(result.model_spec, name)
+    return response

@@ -1,0 +1,335 @@
+"""Which model versions serve: polling base paths, loading, version policies, labels.
+
+Like TF Serving's file-system source plus its availability-preserving policy:
+
+* every `file_system_poll_wait_seconds` each base path is listed; a version is an
+  all-digits directory inside it (see `paths.py`), so write new versions atomically
+  (copy to `.tmp-N`, then `os.rename` to `N`);
+* the version policy (`latest` N, default 1; `all`; `specific`) picks the versions that
+  should serve; missing ones are loaded (with retries, then warmup) before old ones are
+  retired, and old ones are retired only once a wanted version is AVAILABLE;
+* a version that fails to load is END with its error in GetModelStatus, and is not tried
+  again until its directory changes; the previous version keeps serving;
+* `version_labels` (e.g. stable/canary) map to versions at request time.
+
+Request threads read immutable snapshots (no lock on the request path).
+
+    manager = ModelManager(ManagerOptions(file_system_poll_wait_seconds=1))
+    manager.configure(single_model_config("digits", "runs/serving/digits"))
+    manager.start()
+    version = manager.resolve(request.model_spec)
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+import grpc
+from google.protobuf import message as protobuf_message
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.server.batching import BatchingOptions
+from serving.server.errors import ServingError, ok_status_proto
+from serving.server.paths import check_model_name, list_version_dirs, resolve_base_path
+from serving.server.servable import LoadedVersion
+from serving.server.warmup import run_warmup
+from serving.tfs_config import LABEL_PATTERN, TfsConfigError, VersionPolicy, model_specs_from_config
+
+State = get_model_status_pb2.ModelVersionStatus.State
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagerOptions:
+    """How versions are found and loaded (names follow tensorflow_model_server's flags).
+
+    Args:
+        file_system_poll_wait_seconds: seconds between base-path polls; 0 = poll once.
+        max_num_load_retries: extra load attempts after a failure.
+        load_retry_interval_seconds: pause between load attempts.
+        batching: options for batchable signatures; None turns batching off.
+        enable_model_warmup: replay assets.extra/tf_serving_warmup_requests on load.
+        max_tensor_bytes: largest input tensor a request may describe.
+    """
+
+    file_system_poll_wait_seconds: float = 1.0
+    max_num_load_retries: int = 5
+    load_retry_interval_seconds: float = 1.0
+    batching: BatchingOptions | None = BatchingOptions()
+    enable_model_warmup: bool = True
+    max_tensor_bytes: int = 64 << 20
+
+
+@dataclasses.dataclass
+class VersionState:
+    """One version's lifecycle entry, as GetModelStatus reports it."""
+
+    version: int
+    state: int = State.START
+    error: ServingError | None = None
+    loaded: LoadedVersion | None = None
+    dir_stamp: tuple | None = None  # (inode, mtime) of the directory a failed load read
+
+
+@dataclasses.dataclass
+class _Model:
+    name: str
+    base_path: str  # real path
+    policy: VersionPolicy
+    labels: dict
+    versions: dict = dataclasses.field(default_factory=dict)  # version -> VersionState
+    serving: dict = dataclasses.field(default_factory=dict)  # version -> LoadedVersion (snapshot)
+    latest: LoadedVersion | None = None
+
+
+def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:
+    """The config `--model_name/--model_base_path` stand for (latest version only)."""
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
+    return config
+
+
+def _dir_stamp(path: str) -> tuple | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _load_error(path: str, error: Exception) -> ServingError:
+    if isinstance(error, ServingError):
+        return error
+    if isinstance(error, tf.errors.OpError):
+        failure = ServingError.from_tf_error(error)
+        return ServingError(failure.code, f"failed to load {path}: {failure.message}")
+    code = grpc.StatusCode.UNKNOWN
+    if isinstance(error, FileNotFoundError):
+        code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(error, protobuf_message.DecodeError):
+        code = grpc.StatusCode.DATA_LOSS
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return ServingError(code, f"failed to load {path}: {type(error).__name__}: {first_line}")
+
+
+class ModelManager:
+    """Keeps the configured models' versions loaded as their policies say."""
+
+    def __init__(self, options: ManagerOptions = ManagerOptions()):
+        self.options = options
+        self._models: dict[str, _Model] = {}  # replaced whole on change
+        self._poll_lock = threading.Lock()  # one poll or reconfiguration at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ---------------------------------------------------------------
+    def configure(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Validates and applies a ModelServerConfig, then loads what it asks for.
+
+        Blocks until the new configuration's versions are loaded (or failed), like TF
+        Serving's ReloadConfig. Raises INVALID_ARGUMENT (nothing changes) if it is invalid.
+        """
+        models = self._models_from_config(config)
+        with self._poll_lock:
+            current = self._models
+            merged = {}
+            for name, model in models.items():
+                old = current.get(name)
+                if old is not None and old.base_path == model.base_path:
+                    old.policy, old.labels = model.policy, model.labels
+                    model = old
+                merged[name] = model
+            for name, old in current.items():
+                if merged.get(name) is not old:
+                    self._retire_all(old)
+            self._models = merged
+            self._poll_locked()
+
+    def _models_from_config(self, config) -> dict:
+        if config.WhichOneof("config") != "model_config_list":
+            raise ServingError.invalid_argument(
+                "only model_config_list configs are supported (custom_model_config is not); "
+                "list the models under model_config_list { config { ... } }"
+            )
+        try:
+            specs = model_specs_from_config(config)
+        except TfsConfigError as error:
+            raise ServingError.invalid_argument(str(error)) from None
+        if not specs:
+            raise ServingError.invalid_argument("the model config lists no models; add at least one config entry")
+        models = {}
+        for spec in specs:
+            check_model_name(spec.name)
+            if spec.name in models:
+                raise ServingError.invalid_argument(f"model {spec.name!r} is configured twice; list each model once")
+            for label, version in spec.labels.items():
+                if not LABEL_PATTERN.match(label) or version < 0:
+                    raise ServingError.invalid_argument(
+                        f"version label {label!r} -> {version} of model {spec.name!r} is invalid: labels are 1-64 "
+                        "letters, digits, '_' or '-' starting with a letter, versions are >= 0"
+                    )
+            models[spec.name] = _Model(spec.name, resolve_base_path(spec.name, spec.base_path), spec.policy, dict(spec.labels))
+        return models
+
+    # -- polling ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Starts the background poll (after `configure`, which did the first poll)."""
+        if self.options.file_system_poll_wait_seconds > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._poll_forever, name="model-poller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _poll_forever(self) -> None:
+        while not self._stop.wait(self.options.file_system_poll_wait_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001  (a poll must never kill the poller)
+                _log.exception("polling model base paths failed; will retry")
+
+    def poll_once(self) -> None:
+        """One pass over every model: load wanted versions, then retire unwanted ones."""
+        with self._poll_lock:
+            self._poll_locked()
+
+    def _poll_locked(self) -> None:
+        for model in list(self._models.values()):
+            if self._stop.is_set():
+                return
+            self._poll_model(model)
+
+    def _poll_model(self, model: _Model) -> None:
+        on_disk = list_version_dirs(model.base_path)
+        wanted = model.policy.loaded_versions(on_disk)
+        for version in sorted(wanted, reverse=True):
+            entry = model.versions.get(version)
+            if entry is not None and entry.state == State.AVAILABLE:
+                continue
+            if entry is not None and entry.state == State.END and entry.error is not None and entry.dir_stamp == _dir_stamp(on_disk[version]):
+                continue  # failed before and the directory has not changed since
+            self._load(model, version, on_disk[version])
+        if any(model.versions.get(v) and model.versions[v].state == State.AVAILABLE for v in wanted):
+            for version, entry in list(model.versions.items()):
+                if version not in wanted and entry.state == State.AVAILABLE:
+                    self._retire(model, entry)
+
+    def _load(self, model: _Model, version: int, path: str) -> None:
+        entry = VersionState(version, State.LOADING)
+        model.versions[version] = entry
+        attempts = 1 + max(0, self.options.max_num_load_retries)
+        for attempt in range(attempts):
+            try:
+                loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes)
+                warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
+            except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
+                entry.error = _load_error(path, error)
+                _log.warning("model %s version %d: load attempt %d/%d failed: %s", model.name, version, attempt + 1, attempts, entry.error.message)
+                if attempt + 1 < attempts and not self._stop.wait(self.options.load_retry_interval_seconds):
+                    continue
+                entry.state, entry.dir_stamp = State.END, _dir_stamp(path)
+                return
+            entry.loaded, entry.error, entry.state = loaded, None, State.AVAILABLE
+            _log.info("model %s version %d is AVAILABLE (%s; %d warmup requests)", model.name, version, path, warmed)
+            self._publish(model)
+            return
+
+    def _retire(self, model: _Model, entry: VersionState) -> None:
+        entry.state = State.UNLOADING
+        self._publish(model)  # new requests stop reaching it; in-flight ones keep their reference
+        entry.loaded, entry.state = None, State.END
+        _log.info("model %s version %d retired", model.name, entry.version)
+
+    def _retire_all(self, model: _Model) -> None:
+        for entry in model.versions.values():
+            if entry.state == State.AVAILABLE:
+                entry.state = State.UNLOADING
+        self._publish(model)
+        for entry in model.versions.values():
+            if entry.state == State.UNLOADING:
+                entry.loaded, entry.state = None, State.END
+
+    @staticmethod
+    def _publish(model: _Model) -> None:
+        serving = {v: e.loaded for v, e in model.versions.items() if e.state == State.AVAILABLE}
+        model.serving = serving
+        model.latest = serving[max(serving)] if serving else None
+
+    # -- request side ----------------------------------------------------------------
+    @property
+    def model_names(self) -> list:
+        return sorted(self._models)
+
+    def has_model(self, name: str) -> bool:
+        return name in self._models
+
+    def _model(self, name: str) -> _Model:
+        if not name:
+            raise ServingError.invalid_argument("model_spec.name is empty; name the model to use")
+        model = self._models.get(name)
+        if model is None:
+            check_model_name(name)
+            raise ServingError.not_found(f"Servable not found for request: model '{name}' is not served (served: {self.model_names})")
+        return model
+
+    def _version_number(self, model: _Model, model_spec) -> int | None:
+        choice = model_spec.WhichOneof("version_choice")
+        if choice == "version":
+            return model_spec.version.value
+        if choice == "version_label":
+            label = model_spec.version_label
+            if label not in model.labels:
+                raise ServingError.invalid_argument(
+                    f"Unrecognized servable version label: '{label}' for model '{model.name}' (labels: {sorted(model.labels)})"
+                )
+            return model.labels[label]
+        return None
+
+    def resolve(self, model_spec) -> LoadedVersion:
+        """The loaded version a request's ModelSpec names (latest AVAILABLE by default)."""
+        model = self._model(model_spec.name)
+        version = self._version_number(model, model_spec)
+        if version is None:
+            found = model.latest
+            if found is None:
+                raise ServingError.not_found(f"Servable not found for request: no version of model '{model.name}' is available yet")
+            return found
+        found = model.serving.get(version)
+        if found is None:
+            raise ServingError.not_found(
+                f"Servable not found for request: model '{model.name}' version {version} is not available "
+                f"(available: {sorted(model.serving)})"
+            )
+        return found
+
+    def status(self, model_spec) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus: every known version (newest first), or the one the spec names."""
+        model = self._model(model_spec.name)
+        version = self._version_number(model, model_spec)
+        entries = sorted(list(model.versions.values()), key=lambda e: -e.version)
+        if version is not None:
+            entries = [e for e in entries if e.version == version]
+            if not entries:
+                raise ServingError.not_found(f"model '{model.name}' has no version {version} (known: {sorted(model.versions)})")
+        if not entries:
+            raise ServingError.not_found(f"Could not find any versions of model '{model.name}' under its base path {model.base_path}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for entry in entries:
+            status = response.model_version_status.add(version=entry.version, state=entry.state)
+            status.status.CopyFrom(entry.error.to_status_proto() if entry.error else ok_status_proto())
+        return response
+
+    def loaded_versions(self) -> list:
+        """Every LoadedVersion now serving, across models."""
+        return [version for model in list(self._models.values()) for version in model.serving.values()]
+
+    def available_versions(self) -> dict:
+        """{model name: [available versions]} for metrics and health."""
+        return {name: sorted(model.serving) for name, model in self._models.items()}

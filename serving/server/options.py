@@ -1,0 +1,117 @@
+"""`python -m serving serve` flags, named after tensorflow_model_server's where they overlap.
+
+    options = ServerOptions(model_name="digits", model_base_path="runs/serving/digits", port=0)
+    parser = argparse.ArgumentParser(); add_arguments(parser)
+    options = options_from_args(parser.parse_args(["--model_name=digits", "--model_base_path=/m"]))
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """Everything `ModelServer` needs; see `add_arguments` for each field's meaning.
+
+    Ports: gRPC `port=0` binds a free port; `rest_api_port`/`monitoring_port` 0 means off
+    (as in tensorflow_model_server) and -1 binds a free port. `ModelServer` reports the
+    bound ports.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8500
+    rest_api_port: int = 0
+    monitoring_port: int = 0
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: float = 0.0
+    file_system_poll_wait_seconds: float = 1.0
+    enable_batching: bool = True
+    batching_parameters_file: str = ""
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 1_000_000
+    enable_model_warmup: bool = True
+    grpc_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    rest_api_max_body_bytes: int = 0  # 0 = grpc_max_message_bytes
+    grpc_max_threads: int = 32
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    monitoring_config_file: str = ""
+    shutdown_grace_seconds: float = 10.0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    engine: str = "embedded"
+
+    def __post_init__(self):
+        for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
+            value = getattr(self, name)
+            if not lowest <= value <= 65535:
+                raise ValueError(f"--{name}={value} is not a TCP port; use 0-65535 (see --help)")
+        if bool(self.model_base_path) == bool(self.model_config_file):
+            raise ValueError(
+                "give exactly one model source: --model_name NAME --model_base_path DIR, or --model_config_file FILE"
+            )
+        if bool(self.ssl_cert) != bool(self.ssl_key):
+            raise ValueError("TLS needs both --ssl_cert and --ssl_key (PEM files)")
+        if self.grpc_max_message_bytes < 1024:
+            raise ValueError(f"--grpc_max_message_bytes={self.grpc_max_message_bytes} is too small; use at least 1024")
+        if self.grpc_max_threads < 1:
+            raise ValueError("--grpc_max_threads must be >= 1")
+        if self.engine not in ("embedded", "tfserving"):
+            raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.rest_api_max_body_bytes or self.grpc_max_message_bytes
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ServerOptions.__dataclass_fields__
+    add = parser.add_argument
+    add("--engine", choices=("embedded", "tfserving"), default=d["engine"].default,
+        help="embedded: this Python server; tfserving: exec tensorflow_model_server with the same flags")
+    add("--host", default=d["host"].default, help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the server)")
+    add("--port", type=int, default=d["port"].default, help="gRPC port (0 = pick a free port)")
+    add("--rest_api_port", type=int, default=0, help="REST port (0 = no REST API, -1 = any free port)")
+    add("--monitoring_port", type=int, default=0, help="port for Prometheus metrics only (0 = off, -1 = any free port; REST also serves them)")
+    add("--model_name", default=d["model_name"].default, help="name clients use for the model")
+    add("--model_base_path", default="", help="directory holding integer version directories")
+    add("--model_config_file", default="", help="ModelServerConfig text proto (several models, policies, labels)")
+    add("--model_config_file_poll_wait_seconds", type=float, default=0.0, help="re-read the config file this often (0 = never)")
+    add("--file_system_poll_wait_seconds", type=float, default=d["file_system_poll_wait_seconds"].default,
+        help="seconds between polls for new versions (0 = poll once at start)")
+    add("--enable_batching", type=_bool, nargs="?", const=True, default=True,
+        help="batch concurrent requests to signatures with a None batch dim (default true)")
+    add("--batching_parameters_file", default="", help="BatchingParameters text proto")
+    add("--max_num_load_retries", type=int, default=d["max_num_load_retries"].default, help="extra attempts to load a version")
+    add("--load_retry_interval_micros", type=int, default=d["load_retry_interval_micros"].default, help="pause between load attempts")
+    add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before serving a version")
+    add("--grpc_max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, help="max gRPC message size, both directions")
+    add("--rest_api_max_body_bytes", type=int, default=0, help="max REST body (0 = --grpc_max_message_bytes)")
+    add("--grpc_max_threads", type=int, default=d["grpc_max_threads"].default, help="gRPC handler threads")
+    add("--ssl_cert", default="", help="PEM certificate chain: serve gRPC and REST over TLS")
+    add("--ssl_key", default="", help="PEM private key for --ssl_cert")
+    add("--monitoring_config_file", default="", help="MonitoringConfig text proto (Prometheus path on the REST port)")
+    add("--shutdown_grace_seconds", type=float, default=d["shutdown_grace_seconds"].default,
+        help="on SIGTERM, how long in-flight requests may take to finish")
+    add("--tensorflow_intra_op_parallelism", type=int, default=0, help="TF intra-op threads (0 = TF's default)")
+    add("--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    names = set(ServerOptions.__dataclass_fields__)
+    return ServerOptions(**{key: value for key, value in vars(args).items() if key in names})

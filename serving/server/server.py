@@ -1,0 +1,225 @@
+"""The embedded model server: gRPC + REST + metrics + health around one ModelManager.
+
+    with ModelServer(ServerOptions(model_name="digits", model_base_path="runs/serving/digits",
+                                   port=0, rest_api_port=-1)) as server:
+        print(server.grpc_port, server.rest_port)   # ephemeral ports, loaded models
+        server.wait_for_termination()
+
+`start()` loads the configured models first (like tensorflow_model_server), then binds
+the ports. `stop()` is graceful: health turns NOT_SERVING, no new RPCs are accepted,
+in-flight ones get `shutdown_grace_seconds` to finish.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import ssl
+import threading
+
+import grpc
+from google.protobuf import text_format
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.server.batching import BatchingOptions
+from serving.server.grpc_services import ModelServicer, PredictionServicer
+from serving.server.metrics import ServingMetrics
+from serving.server.model_manager import ManagerOptions, ModelManager, single_model_config
+from serving.server.options import ServerOptions
+from serving.server.rest import METRICS_PATH, make_rest_server
+
+_log = logging.getLogger(__name__)
+HEALTH_SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+def read_model_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    """Parses a ModelServerConfig text proto (--model_config_file)."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(path) as f:
+        text = f.read()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ValueError(f"{path} is not a valid ModelServerConfig text proto: {error}") from None
+    return config
+
+
+def _metrics_path(options: ServerOptions) -> bool:
+    """Whether the REST port serves metrics: yes, unless a MonitoringConfig disables it."""
+    if not options.monitoring_config_file:
+        return True
+    from serving.tfs_protos import MonitoringConfig
+
+    config = MonitoringConfig()
+    with open(options.monitoring_config_file) as f:
+        text_format.Parse(f.read(), config)
+    if config.prometheus_config.path not in ("", METRICS_PATH):
+        raise ValueError(f"the embedded server serves metrics at {METRICS_PATH}; set prometheus_config.path to it")
+    return config.prometheus_config.enable
+
+
+def _batching(options: ServerOptions) -> BatchingOptions | None:
+    if not options.enable_batching:
+        return None
+    if options.batching_parameters_file:
+        return BatchingOptions.from_file(options.batching_parameters_file)
+    return BatchingOptions()
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ModelServer:
+    """A TF Serving-compatible server in this process.
+
+    Args:
+        options: a `ServerOptions` (the `serve` command's flags).
+        manager_options: overrides the ModelManager options derived from `options`.
+    """
+
+    def __init__(self, options: ServerOptions, manager_options: ManagerOptions | None = None):
+        self.options = options
+        self._metrics_on_rest = _metrics_path(options)
+        self.manager = ModelManager(manager_options or ManagerOptions(
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_seconds=options.load_retry_interval_micros / 1e6,
+            batching=_batching(options),
+            enable_model_warmup=options.enable_model_warmup,
+            max_tensor_bytes=4 * options.grpc_max_message_bytes,
+        ))
+        self.metrics = ServingMetrics(self.manager)
+        self._grpc = None
+        self._health = None
+        self._http = []  # (RestServer, thread)
+        self._config_thread = None
+        self._stopped = threading.Event()
+        self.grpc_port = self.rest_port = self.monitoring_port = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> "ModelServer":
+        self._configure_tf_threads()
+        self.manager.configure(self._model_config())
+        self.manager.start()
+        self._start_grpc()
+        tls = self._ssl_context()
+        if self.options.rest_api_port:
+            self.rest_port = self._start_http(self.options.rest_api_port, tls, metrics_only=False)
+        if self.options.monitoring_port:
+            self.monitoring_port = self._start_http(self.options.monitoring_port, tls, metrics_only=True)
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._config_thread = threading.Thread(target=self._watch_config_file, name="config-file-poller", daemon=True)
+            self._config_thread.start()
+        _log.info("serving %s on gRPC %s (REST %s)", self.manager.model_names, self.grpc_port, self.rest_port)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: refuse new requests, let in-flight ones finish, then unload."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.options.shutdown_grace_seconds if grace is None else grace
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
+        for http, _ in self._http:
+            http.shutdown()  # stops accepting; running handlers continue
+        done = self._grpc.stop(grace) if self._grpc is not None else None
+        for http, _ in self._http:
+            http.drain(grace)
+            http.server_close()
+        if done is not None:
+            done.wait(grace + 1)
+        self.manager.stop()
+        _log.info("server stopped")
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "ModelServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop(grace=1.0)
+
+    # -- parts -----------------------------------------------------------------------
+    def _configure_tf_threads(self) -> None:
+        import tensorflow as tf
+
+        try:
+            if self.options.tensorflow_intra_op_parallelism:
+                tf.config.threading.set_intra_op_parallelism_threads(self.options.tensorflow_intra_op_parallelism)
+            if self.options.tensorflow_inter_op_parallelism:
+                tf.config.threading.set_inter_op_parallelism_threads(self.options.tensorflow_inter_op_parallelism)
+        except RuntimeError as error:  # TF already initialized in this process (tests)
+            _log.warning("TF thread settings ignored: %s", error)
+
+    def _model_config(self) -> model_server_config_pb2.ModelServerConfig:
+        if self.options.model_config_file:
+            return read_model_config(self.options.model_config_file)
+        return single_model_config(self.options.model_name, self.options.model_base_path)
+
+    def _watch_config_file(self) -> None:
+        last = self._model_config().SerializeToString()
+        while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
+            try:
+                config = self._model_config()
+                if config.SerializeToString() != last:
+                    self.manager.configure(config)
+                    last = config.SerializeToString()
+                    _log.info("applied the changed %s", self.options.model_config_file)
+            except Exception as error:  # noqa: BLE001  (keep serving the previous config)
+                _log.error("not applying %s: %s", self.options.model_config_file, error)
+
+    def _start_grpc(self) -> None:
+        size = self.options.grpc_max_message_bytes
+        self._grpc = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_send_message_length", size),
+                ("grpc.max_receive_message_length", size),
+                ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+            ],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics), self._grpc)
+        self._add_health()
+        address = _host_port(self.options.host, self.options.port)
+        if self.options.ssl_cert:
+            with open(self.options.ssl_key, "rb") as key, open(self.options.ssl_cert, "rb") as cert:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        self._grpc.start()
+
+    def _add_health(self) -> None:
+        try:
+            from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        except ImportError:
+            _log.warning("grpcio-health-checking is not installed: no grpc.health.v1 service")
+            return
+        self._health = health.HealthServicer()
+        for service in HEALTH_SERVICES:
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+
+    def _ssl_context(self):
+        if not self.options.ssl_cert:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.options.ssl_cert, self.options.ssl_key)
+        return context
+
+    def _start_http(self, port: int, tls, metrics_only: bool) -> int:
+        server = make_rest_server(
+            self.options.host, max(port, 0), self.manager, self.metrics,  # port -1 = any free port
+            max_body_bytes=self.options.max_body_bytes,
+            metrics_path_enabled=self._metrics_on_rest or metrics_only,
+            metrics_only=metrics_only, ssl_context=tls,
+        )
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True)
+        thread.start()
+        self._http.append((server, thread))
+        return server.port

@@ -1,0 +1,47 @@
+"""Fixtures: real SavedModels (exported once per session) and in-process servers."""
+from __future__ import annotations
+
+import pytest
+
+from serving.server import ModelServer, ServerOptions
+from serving.server.model_manager import ManagerOptions
+from serving.server.batching import BatchingOptions
+from tests.serving import helpers
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Two versions of the tiny CNN (different weights), exported with the serving contract."""
+    root = tmp_path_factory.mktemp("exports")
+    return {
+        1: helpers.export_version(str(root / "v1"), seed=1),
+        2: helpers.export_version(str(root / "v2"), seed=2),
+    }
+
+
+def start_server(base_path: str, *, poll: float = 0.1, batching: BatchingOptions | None = BatchingOptions(), **options):
+    """An in-process server on ephemeral ports (gRPC and REST) serving `digits`."""
+    server_options = ServerOptions(model_name="digits", model_base_path=base_path, port=0, rest_api_port=-1,
+                                   file_system_poll_wait_seconds=poll, **options)
+    manager_options = ManagerOptions(
+        file_system_poll_wait_seconds=poll, max_num_load_retries=0, batching=batching,
+        max_tensor_bytes=4 * server_options.grpc_max_message_bytes,
+    )
+    return ModelServer(server_options, manager_options).start()
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    """A shared server with version 1 of `digits`, for tests that do not change versions."""
+    base = tmp_path_factory.mktemp("shared") / "digits"
+    helpers.push_version(exported[1], str(base), 1)
+    running = start_server(str(base))
+    yield running
+    running.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    connection = helpers.Stubs(server.grpc_port)
+    yield connection
+    connection.close()
