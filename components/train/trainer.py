@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -76,6 +77,22 @@ def count_records(file_patterns) -> int:
     return n
 
 
+def is_chief(strategy) -> bool:
+    """Multi-worker training: only the chief writes to the real output paths."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def worker_paths(chief: bool, *paths: str) -> list[str]:
+    """Non-chief workers still take part in saving (collective ops) but into throwaway dirs."""
+    return list(paths) if chief else [tempfile.mkdtemp(prefix="worker-") for _ in paths]
+
+
 def checkpoint_key(fn_args, cfg: dict) -> str:
     """Same inputs + same config -> same checkpoint folder across Trainer executions."""
     ident = json.dumps({"train": sorted(fn_args.train_files), "tft": fn_args.transform_output, "cfg": cfg}, sort_keys=True)
@@ -93,6 +110,8 @@ def run_fn(fn_args) -> None:
     strategy, strategy_desc = precision.select_strategy()
     log.info("precision %s (%s); strategy %s", applied_precision, precision_reason, strategy_desc)
 
+    chief = is_chief(strategy)
+    model_run_dir, serving_model_dir = worker_paths(chief, fn_args.model_run_dir, fn_args.serving_model_dir)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = train_cfg["batch_size"] * strategy.num_replicas_in_sync
     n_train = count_records(fn_args.train_files)
@@ -113,7 +132,7 @@ def run_fn(fn_args) -> None:
         train_ds, val_ds = train_ds.map(to_one_hot), val_ds.map(to_one_hot)
     train_ds, val_ds = train_ds.prefetch(tf.data.AUTOTUNE), val_ds.cache().prefetch(tf.data.AUTOTUNE)
 
-    _write_preview(fn_args, train_cfg, tf_transform_output, policy)
+    _write_preview(fn_args, train_cfg, tf_transform_output, policy, model_run_dir)
 
     with strategy.scope():
         model = create_model(model_cfg["name"], image_shape, num_classes, **model_cfg["hparams"])
@@ -135,12 +154,13 @@ def run_fn(fn_args) -> None:
             jit_compile=train_cfg["jit_compile"],
         )
 
-    callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"), profile_batch=0)]
+    callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "tensorboard"), profile_batch=0)]
     if train_cfg["early_stopping_patience"]:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_cfg["early_stopping_patience"], restore_best_weights=True)
         )
     ckpt_dir = os.path.join(cfg["checkpoint_root"], checkpoint_key(fn_args, cfg))
+    (ckpt_dir,) = worker_paths(chief, ckpt_dir)
     result = fit_resumable(
         model, train_ds, val_ds,
         epochs=train_cfg["epochs"], steps_per_epoch=steps_per_epoch,
@@ -150,9 +170,10 @@ def run_fn(fn_args) -> None:
 
     raw_spec = {k: v for k, v in tf_transform_output.raw_feature_spec().items() if k not in RAW_LABEL_FEATURES}
     transform = RawTransform(raw_spec, tf_transform_output.transform_features_layer())
-    export_serving_model(model, fn_args.serving_model_dir, image_shape=image_shape, label_names=label_names, transform=transform)
+    log.info("exporting the serving SavedModel to %s", serving_model_dir)
+    export_serving_model(model, serving_model_dir, image_shape=image_shape, label_names=label_names, transform=transform)
     # The Keras model itself, for the training/serving skew check (components/validate/skew.py).
-    model.save(os.path.join(fn_args.model_run_dir, "model.keras"))
+    model.save(os.path.join(model_run_dir, "model.keras"))
     summary = {
         "model": model_cfg["name"], "hparams": model_cfg["hparams"], "params": int(model.count_params()),
         "precision": applied_precision, "precision_reason": precision_reason, "strategy": strategy_desc,
@@ -160,16 +181,16 @@ def run_fn(fn_args) -> None:
         "final_step": result.final_step, "resumed_from_step": result.resumed_from_step,
         "stopped_early": result.stopped_early, "train_examples": n_train, "batch_size": batch_size,
     }
-    _write_json(os.path.join(fn_args.model_run_dir, "history.json"), result.history)
-    _write_json(os.path.join(fn_args.model_run_dir, "train_summary.json"), summary)
+    _write_json(os.path.join(model_run_dir, "history.json"), result.history)
+    _write_json(os.path.join(model_run_dir, "train_summary.json"), summary)
     clear_checkpoints(ckpt_dir)
     keras.mixed_precision.set_global_policy("float32")  # components share this process
 
 
-def _write_preview(fn_args, train_cfg, tf_transform_output, policy) -> None:
+def _write_preview(fn_args, train_cfg, tf_transform_output, policy, model_run_dir: str) -> None:
     ds = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8, shuffle=False, repeat=False, seed=0)
     images, _ = next(iter(ds))
-    save_preview(images.numpy(), policy, train_cfg["seed"], os.path.join(fn_args.model_run_dir, "augmentation_preview.png"))
+    save_preview(images.numpy(), policy, train_cfg["seed"], os.path.join(model_run_dir, "augmentation_preview.png"))
 
 
 def _keras_verbosity():
