@@ -42,8 +42,7 @@ def run_pipeline(cfg: dict, run_id: str | None = None) -> dict:
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     except Exception as e:  # summarise what did run, then let the CLI report the error
         error = e
-    resolvers = [c.id for c in pipeline.components if isinstance(c, tfx.dsl.Resolver)]
-    summary = summarize(cfg, run_id, [c.id for c in pipeline.components if c.id not in resolvers], resolvers)
+    summary = summarize(cfg, run_id, [c.id for c in pipeline.components if not isinstance(c, tfx.dsl.Resolver)])
     summary["duration_s"] = round(time.time() - started, 1)
     summary["git_commit"] = record_run_facts(cfg, run_id)
     if error is not None:
@@ -83,7 +82,7 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
 
 
 def run_executions(store, pipeline_name: str, run_id: str) -> dict:
-    """node id -> {"execution": Execution, "outputs": {key: [Artifact]}} for one run."""
+    """node id -> {"execution", "inputs": {key: [Artifact]}, "outputs": {key: [Artifact]}} for one run."""
     ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
     if ctx is None:
         return {}
@@ -93,21 +92,25 @@ def run_executions(store, pipeline_name: str, run_id: str) -> dict:
         if not node_ctx:
             continue
         node_id = node_ctx[0].name[len(pipeline_name) + 1:]
-        outputs: dict[str, list] = {}
-        events = [e for e in store.get_events_by_execution_ids([ex.id]) if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        events = store.get_events_by_execution_ids([ex.id])
         arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        by_kind: dict[str, dict[str, list]] = {"inputs": {}, "outputs": {}}
         for e in events:
-            key = e.path.steps[0].key if e.path.steps else "output"
-            outputs.setdefault(key, []).append(arts[e.artifact_id])
-        result[node_id] = {"execution": ex, "outputs": outputs}
+            kind = "outputs" if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT) else "inputs"
+            key = e.path.steps[0].key if e.path.steps else kind
+            by_kind[kind].setdefault(key, []).append(arts[e.artifact_id])
+        result[node_id] = {"execution": ex, **by_kind}
     return result
 
 
 
 
-def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[str] = ()) -> dict:
-    """Statuses of the executing components; resolvers re-resolve every run, so they are
-    listed apart under `resolved` with what they found (e.g. the baseline model)."""
+def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
+    """Statuses of the executing components, gates, metrics and what was pushed.
+
+    Resolvers are not components that execute: TFX compiles them into the input
+    resolution of their consumers, so the baseline they found is read from the
+    Evaluator's `baseline_model` input (`baseline`)."""
     store = open_store(paths(cfg)["metadata"])
     runs = run_executions(store, cfg["pipeline_name"], run_id)
     components = []
@@ -125,10 +128,12 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[st
         "failing_thresholds": [],
         "metrics": {},
         "pushed": None,
-        "resolved": {r: _resolved(runs.get(r)) for r in resolver_ids},
+        "baseline": None,
     }
     evaluator = runs.get("Evaluator")
     if evaluator:
+        base = evaluator["inputs"].get("baseline_model", [])
+        summary["baseline"] = {"model_id": base[0].id, "uri": base[0].uri} if base else None
         blessing = evaluator["outputs"].get("blessing", [])
         summary["blessed"] = bool(blessing) and _prop(blessing[0], "blessed") == 1
         evaluation = evaluator["outputs"].get("evaluation", [])
@@ -177,12 +182,6 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str], resolver_ids: list[st
         else:
             summary["not_pushed_reason"] = _prop(pushed, "not_pushed_reason")
     return summary
-
-
-def _resolved(node) -> dict:
-    if not node:
-        return {}
-    return {key: [{"id": a.id, "uri": a.uri} for a in arts] for key, arts in node["outputs"].items()}
 
 
 def format_summary(s: dict) -> str:

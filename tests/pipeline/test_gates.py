@@ -49,4 +49,4 @@ def test_summary_names_value_and_change_threshold_failures(worse_run):
     assert value and value["bound"] == ">= 0.999" and value["value"] < 0.999 and value["slice"] == "overall"
     change = [f for name, f in failing.items() if name.startswith("sparse_categorical_accuracy") and "change vs baseline" in name]
     assert change, f"the change threshold against the blessed baseline did not fire: {failing}"
-    assert s["resolved"]["BaselineResolver"]["model"], "no baseline model was resolved"
+    assert s["baseline"] and s["baseline"]["model_id"], "the Evaluator got no baseline model"
