@@ -66,6 +66,7 @@ def images_per_second(model, datasets: dict, steps: int, batch_size: int, repeat
             start = time.perf_counter()
             model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
             rates[name].append(steps * batch_size / (time.perf_counter() - start))
+    print("rounds (images/s):", {n: [round(x) for x in r] for n, r in rates.items()}, flush=True)
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
