@@ -8,7 +8,6 @@ report (pipeline/report) and kept at `<runs>/reports/<run id>/run_record.json`.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import tensorflow as tf
 
