@@ -12,5 +12,6 @@ from models.registry import create_model, list_models, register_model
 
 # Imported for their @register_model side effect.
 from models import densenet, lenet, mobilenet, resnet, rnn, simple_cnn, vgg  # noqa: E402,F401
+from models.rnn import TOKEN_MODELS  # noqa: E402  (models that read token ids, for text data)
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["TOKEN_MODELS", "create_model", "list_models", "register_model"]

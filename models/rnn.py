@@ -27,6 +27,7 @@ from models.layers import check_common, logits_head, regularizer
 from models.registry import register_model
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+TOKEN_MODELS = frozenset({"text_bilstm"})  # input: int token ids (seq_len,); the rest read images/sequences
 _SEQ = dict(dropout=0.0, weight_decay=0.0)
 
 

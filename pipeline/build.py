@@ -51,10 +51,37 @@ def paths(cfg: dict) -> dict:
     }
 
 
+def check_data_fits_model(cfg: dict, source) -> tuple[str, list[int]]:
+    """(modality, model input shape); ConfigError if the data and the model/config disagree."""
+    from models import TOKEN_MODELS
+    from pipeline.config import ConfigError
+
+    model, modality = cfg["model"]["name"], source.modality
+    if modality == "text":
+        if model not in TOKEN_MODELS:
+            raise ConfigError(
+                f"config key 'model.name' has bad value {model!r}: dataset '{cfg['data']['name']}' is text, "
+                f"which needs a token-id model: {', '.join(sorted(TOKEN_MODELS))}"
+            )
+        if cfg["train"]["augmentation"]:
+            raise ConfigError("config key 'train.augmentation': image augmentation does not apply to text datasets; remove it")
+        if "vocab_size" in cfg["model"]["hparams"]:
+            raise ConfigError(
+                "config key 'model.hparams.vocab_size': the pipeline sets it from the Transform's vocabulary; "
+                "remove it and set data.text.max_tokens instead"
+            )
+        return modality, [cfg["data"]["text"]["sequence_length"]]
+    if model in TOKEN_MODELS:
+        raise ConfigError(f"config key 'model.name' has bad value {model!r}: it reads token ids, but the dataset has images")
+    return modality, list(cfg["data"]["image_shape"] or source.image_shape)
+
+
 def build_pipeline(cfg: dict):
     p = paths(cfg)
     source = open_source(cfg["data"])  # validates the data before any component runs
-    label_names, image_shape = list(source.label_names), list(cfg["data"]["image_shape"] or source.image_shape)
+    modality, input_shape = check_data_fits_model(cfg, source)
+    label_names = list(source.label_names)
+    image_shape = input_shape if modality == "image" else None
     data_cfg = dict(cfg["data"], image_shape=image_shape, code=code_fingerprint("components/ingest"))
 
     example_gen = DatasetExampleGen(data_config=data_cfg).with_id("ExampleGen")
@@ -70,7 +97,10 @@ def build_pipeline(cfg: dict):
         examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="components.transform.preprocessing.preprocessing_fn",
-        custom_config={"image_shape": image_shape, "code": code_fingerprint("components/transform")},
+        custom_config={
+            "modality": modality, "image_shape": image_shape, **cfg["data"]["text"],
+            "code": code_fingerprint("components/transform"),
+        },
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
     )
     transform.add_upstream_node(anomalies_gate)  # anomalies stop the run before Transform/Trainer
@@ -85,7 +115,8 @@ def build_pipeline(cfg: dict):
         custom_config={
             "train": cfg["train"],
             "model": cfg["model"],
-            "image_shape": image_shape,
+            "modality": modality,
+            "input_shape": input_shape,
             "label_names": label_names,
             "checkpoint_root": p["checkpoints"],
             "code": code_fingerprint("components/train", "components/transform", "models"),

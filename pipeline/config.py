@@ -42,6 +42,10 @@ SCHEMA: dict[str, Any] = {
         "label_names": ((list, type(None)), None, None),  # tfrecord sources without names
         "train_fraction": ((float, int), 1.0, None),  # low-data experiments; stratified, seeded
         "seed": ((int,), 0, None),
+        "text": {  # text datasets only: the tokenizing Transform
+            "max_tokens": ((int,), 20000, None),  # vocabulary: the most frequent training tokens
+            "sequence_length": ((int,), 200, None),  # tokens per example (padded / truncated)
+        },
     },
     "model": {
         "name": ((str,), "digits_cnn", None),
@@ -144,6 +148,9 @@ def _check_semantics(cfg: dict) -> None:
     shape = data["image_shape"]
     if shape is not None and (len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape) or shape[2] not in (1, 3)):
         bad("data.image_shape", shape, "expected [height, width, channels] with channels 1 or 3")
+    for key in ("max_tokens", "sequence_length"):
+        if data["text"][key] < 1:
+            bad(f"data.text.{key}", data["text"][key], "expected an integer >= 1")
     if not 0 < data["train_fraction"] <= 1:
         bad("data.train_fraction", data["train_fraction"], "expected a number in (0, 1]")
     for key in ("epochs", "batch_size", "checkpoint_every_steps"):

@@ -166,7 +166,7 @@ def write_examples(source, split: str, path: str) -> int:
     count = 0
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for record in source.records(split):
-            writer.write(make_example(record.image_png, record.label, source.label_names[record.label]))
+            writer.write(make_example(record.value, record.label, source.label_names[record.label], source.modality))
             count += 1
     return count
 

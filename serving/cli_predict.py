@@ -1,6 +1,7 @@
-"""`python -m serving predict`: classify images (or tf.Examples) with a running server.
+"""`python -m serving predict`: classify images, texts (or tf.Examples) with a running server.
 
     python -m serving predict --model digits --image a.png b.png --top_k 3
+    python -m serving predict --model reviews --text "not bad at all" "a dull, boring plot"
     python -m serving predict --model digits --image a.png --rest http://127.0.0.1:8501
     python -m serving predict --model digits --examples test.tfrecord --server 127.0.0.1:8500
 
@@ -45,11 +46,12 @@ def format_top_k(name: str, pairs) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving predict", description="Classify images with a model server.")
+    parser = argparse.ArgumentParser(prog="python -m serving predict", description="Classify images or texts with a model server.")
     parser.add_argument("--model", required=True, help="model name on the server")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", nargs="+", help="image files (PNG, JPEG, ...)")
-    source.add_argument("--examples", help="TFRecord file of serialized tf.Examples (feature 'image' = PNG)")
+    source.add_argument("--text", nargs="+", help="texts, for text models (the serving_text signature)")
+    source.add_argument("--examples", help="TFRecord file of serialized tf.Examples (feature 'image' = PNG, or 'text')")
     parser.add_argument("--max_examples", type=int, default=100, help="read at most this many examples")
     parser.add_argument("--top_k", type=int, default=3)
     parser.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
             images = np.stack([load_image(path, shape) for path in args.image])
             prediction = client.predict_images(args.model, images, **where)
             names = args.image
+        elif args.text:
+            prediction = client.predict_text(args.model, args.text, **where)
+            names = [repr(t) if len(t) <= 40 else repr(t[:37] + "...") for t in args.text]
         else:
             examples = read_examples(args.examples, args.max_examples)
             if not examples:

@@ -35,6 +35,7 @@ from serving.server.options import DEFAULT_MAX_MESSAGE_BYTES
 from serving.server.tensors import to_tensor_proto
 
 IMAGES_SIGNATURE = "serving_images"
+TEXT_SIGNATURE = "serving_text"
 EXAMPLES_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classification"
 
@@ -178,6 +179,12 @@ class ServingClient:
             raise ValueError(f"images must be uint8 pixels, got {images.dtype}; convert with np.clip(...).astype(np.uint8)")
         return self._prediction(self._predict(model, {"images": images}, signature, version, label))
 
+    def predict_text(self, model: str, texts: Iterable[str], *, version: int | None = None, label: str | None = None,
+                     signature: str = TEXT_SIGNATURE) -> Prediction:
+        """Raw texts (text models, e.g. a sentiment classifier) -> Prediction."""
+        encoded = np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
+        return self._prediction(self._predict(model, {"text": encoded}, signature, version, label))
+
     def predict_examples(self, model: str, examples: Iterable, *, version: int | None = None, label: str | None = None,
                          signature: str = EXAMPLES_SIGNATURE) -> Prediction:
         """Serialized tf.Examples (bytes or tf.train.Example, feature `image` = PNG) -> Prediction."""
@@ -277,6 +284,10 @@ class RestClient:
 
     def predict_images(self, model: str, images, *, version: int | None = None, label: str | None = None) -> Prediction:
         body = {"signature_name": IMAGES_SIGNATURE, "instances": np.asarray(images, dtype=np.uint8).tolist()}
+        return self._prediction(self._path(model, version, label), body)
+
+    def predict_text(self, model: str, texts: Iterable[str], *, version: int | None = None, label: str | None = None) -> Prediction:
+        body = {"signature_name": TEXT_SIGNATURE, "instances": [str(t) for t in texts]}
         return self._prediction(self._path(model, version, label), body)
 
     def predict_examples(self, model: str, examples: Iterable, *, version: int | None = None, label: str | None = None) -> Prediction:

@@ -18,9 +18,10 @@ log = logging.getLogger("pipeline.ingest")
 SPLITS = ("train", "eval", "test")  # output splits; train feeds Trainer, eval gates, test reports
 
 
-def make_example(image_png: bytes, label: int, label_name: str) -> bytes:
+def make_example(value: bytes, label: int, label_name: str, key: str = "image") -> bytes:
+    """One tf.Example: `key` (PNG bytes for "image", UTF-8 for "text"), `label`, `label_name`."""
     feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_png])),
+        key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "label_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[label_name.encode()])),
     }
@@ -55,7 +56,7 @@ class Executor(base_executor.BaseExecutor):
                 records = [r for i, r in enumerate(records) if i in keep]
                 total = len(records)
             path = os.path.join(examples.uri, f"Split-{out_split}", "data_tfrecord-00000-of-00001.gz")
-            counts[out_split] = self._write(path, records, source.label_names, out_split, total)
+            counts[out_split] = self._write(path, records, source.label_names, out_split, total, source.modality)
             fingerprints[out_split] = _sha256(path)
         examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
         name = data["name"] if data["source"] == "tfds" else source.name
@@ -65,7 +66,8 @@ class Executor(base_executor.BaseExecutor):
             "dataset_version": version,
             "data_source": data["source"],
             "label_names": json.dumps(source.label_names),
-            "image_shape": json.dumps(list(source.image_shape)),
+            "modality": source.modality,
+            "image_shape": json.dumps(list(data["image_shape"] or source.image_shape or [])),
             "split_counts": json.dumps(counts),
             "split_fingerprints": json.dumps(fingerprints),
         }
@@ -74,12 +76,12 @@ class Executor(base_executor.BaseExecutor):
         log.info("ingested %s %s: %s", name, version, counts)
 
     @staticmethod
-    def _write(path: str, records, label_names: list[str], split: str, total: int) -> int:
+    def _write(path: str, records, label_names: list[str], split: str, total: int, key: str) -> int:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         n, step = 0, max(1000, total // 4)  # progress for big splits, quiet for small ones
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for rec in records:
-                writer.write(make_example(rec.image_png, rec.label, label_names[rec.label]))
+                writer.write(make_example(rec.value, rec.label, label_names[rec.label], key))
                 n += 1
                 if n % step == 0:
                     log.info("ingest %s: %d/%d examples", split, n, total)

@@ -1,7 +1,9 @@
 """Where examples come from: a TFDS dataset, an image folder, or tf.Example TFRecords.
 
-Each source yields `Record(image_png: bytes, label: int)` per split and knows its label
-names and image shape. Errors name the dataset or path and how to fix it.
+Each source yields `Record(value: bytes, label: int)` per split, where the value is a PNG
+image (`modality` "image") or UTF-8 text (`modality` "text", TFDS text datasets such as
+imdb_reviews), and knows its label names and, for images, the image shape. Errors name
+the dataset or path and how to fix it.
 
     src = open_source({"source": "tfds", "name": "sklearn_digits", "data_dir": "runs/tfds", ...})
     for rec in src.records("train"): ...
@@ -17,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-BUILTIN_BUILDERS = ("sklearn_digits",)  # prepared locally, no network needed
+BUILTIN_BUILDERS = ("sklearn_digits", "synthetic_reviews")  # prepared locally, no network needed
 
 
 class DataSourceError(ValueError):
@@ -26,7 +28,7 @@ class DataSourceError(ValueError):
 
 @dataclass
 class Record:
-    image_png: bytes
+    value: bytes  # PNG bytes for images, UTF-8 for text
     label: int
 
 
@@ -37,12 +39,17 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class TfdsSource:
-    """A TFDS dataset prepared in `data_dir` (or the project's own sklearn_digits builder)."""
+    """A TFDS dataset prepared in `data_dir` (or one of the project's own builders).
+
+    Image classification sets need `image` and `label` features, text classification sets
+    (imdb_reviews, the project's synthetic_reviews) `text` and `label`.
+    """
 
     def __init__(self, name: str, version: str | None, data_dir: str):
         import tensorflow_datasets as tfds
 
         import components.ingest.digits_builder  # noqa: F401  (registers sklearn_digits)
+        import components.ingest.reviews_builder  # noqa: F401  (registers synthetic_reviews)
 
         self.name, self.data_dir = name, data_dir
         spec = f"{name}:{version}" if version else name
@@ -64,13 +71,15 @@ class TfdsSource:
                     f"then copy DIR/{name} to {data_dir}/{name} here (or set data.data_dir to it)."
                 )
         features = self.builder.info.features
-        if "image" not in features or "label" not in features:
+        kinds = [k for k in ("image", "text") if k in features]
+        if not kinds or "label" not in features or not hasattr(features["label"], "names"):
             raise DataSourceError(
-                f"TFDS dataset '{spec}' has features {sorted(features.keys())}; this pipeline ingests image "
-                f"classification datasets with 'image' and 'label' features."
+                f"TFDS dataset '{spec}' has features {sorted(features.keys())}; this pipeline ingests classification "
+                f"datasets with an 'image' or 'text' feature and a 'label' class feature."
             )
+        self.modality = kinds[0]
         self.label_names = list(features["label"].names)
-        self.image_shape = list(features["image"].shape)
+        self.image_shape = list(features["image"].shape) if self.modality == "image" else None
         self.splits = list(self.builder.info.splits.keys())
 
     def num_examples(self, split: str) -> int:
@@ -82,13 +91,16 @@ class TfdsSource:
         if split.split("[")[0] not in self.splits:  # TFDS slices like "train[:90%]" are fine
             raise DataSourceError(f"TFDS dataset '{self.name}' has no split '{split}'. Its splits: {', '.join(self.splits)}")
         ds = self.builder.as_dataset(split=split, shuffle_files=False)
-        ds = ds.map(lambda ex: (tf.io.encode_png(ex["image"]), ex["label"]))
+        encode = tf.io.encode_png if self.modality == "image" else tf.identity
+        ds = ds.map(lambda ex: (encode(ex[self.modality]), ex["label"]))
         for png, label in ds.as_numpy_iterator():
             yield Record(png, int(label))
 
 
 class ImageFolderSource:
     """`<root>/<split>/<label>/*.png|jpg`, any size, grayscale or RGB; resized to image_shape."""
+
+    modality = "image"
 
     def __init__(self, root: str, image_shape: list[int] | None, splits: list[str]):
         if not os.path.isdir(root):
@@ -148,6 +160,8 @@ class ImageFolderSource:
 
 class TfrecordSource:
     """Existing tf.Example TFRecords: `<root>/<split>*.tfrecord[.gz]` with `image` (PNG/JPEG) and `label`."""
+
+    modality = "image"
 
     def __init__(self, root: str, label_names: list[str] | None, image_shape: list[int] | None):
         self.root, self.name = root, os.path.basename(os.path.normpath(root))

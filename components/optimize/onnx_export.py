@@ -1,9 +1,10 @@
 """ONNX export of the `serving_images` signature, ONNX Runtime on CPU, native TensorRT engines.
 
-`serving_images` PNG-encodes its uint8 images and then decodes them again, so that
-images and tf.Examples share one preprocessing path. ONNX has no PNG ops, and the
-round trip is lossless, so the export starts right after the decode: the ONNX model
-takes the same uint8 [N, H, W, C] `images` and returns `probabilities` float32 [N, K].
+`serving_images` normally standardizes uint8 pixels directly, and the export starts at
+its input. A model whose Transform does not publish its pixel statistics PNG-encodes and
+decodes its images instead (components/train/export.py); ONNX has no PNG ops, and the
+round trip is lossless, so then the export starts right after the decode. Either way the
+ONNX model takes the same uint8 [N, H, W, C] `images` and returns `probabilities` float32 [N, K].
 
     onnx_bytes = export_onnx("model/Format-Serving")
     probs = onnxruntime_predictor(onnx_bytes)(images)           # CPU

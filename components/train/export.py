@@ -6,15 +6,23 @@ preprocessing the Trainer saw (the Transform graph), and all returning float32:
 | signature          | input                                  | outputs                                  |
 |--------------------|----------------------------------------|------------------------------------------|
 | `serving_default`  | `examples`: serialized tf.Example [N]  | `probabilities` f32 [N,K], `classes` str [N,K] |
-| `serving_images`   | `images`: uint8 [N,H,W,C]              | `probabilities` f32 [N,K], `classes` str [N,K] |
+| `serving_images`   | `images`: uint8 [N,H,W,C] (image models) | `probabilities` f32 [N,K], `classes` str [N,K] |
+| `serving_text`     | `text`: UTF-8 string [N] (text models) | `probabilities` f32 [N,K], `classes` str [N,K] |
 | `classification`   | `inputs`: serialized tf.Example [N]    | `scores` f32 [N,K], `classes` str [N,K]  |
 
 `classification` carries TF Serving's classify method name, so the Classify RPC works on
 the real `tensorflow_model_server` too. `classes[i]` are the label names in class-id order;
 they are also an asset, `assets/label_names.txt`, one name per line.
 
+`serving_images` applies the Transform's standardization to the uint8 pixels directly,
+with the mean/std the Transform computed (`image_mean`/`image_std` outputs), so it costs
+no PNG encode/decode; a Transform without those outputs gets the PNG round trip through
+its own graph instead. The skew check (components/validate/skew.py) proves the
+signatures agree with each other and with the Keras model.
+
     export_serving_model(model, "out/1", transform=transform, image_shape=(8, 8, 1),
                          label_names=["0", ..., "9"])
+    export_serving_model(model, "out/1", transform=transform, modality="text", label_names=["neg", "pos"])
 """
 from __future__ import annotations
 
@@ -22,14 +30,20 @@ import os
 import tempfile
 from typing import Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
+
+from components.transform.preprocessing import (
+    IMAGE_KEY, MEAN_KEY, MODEL_INPUT_KEYS, STD_KEY, TEXT_KEY, standardize_images,
+)
 
 EXAMPLES_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "serving_images"
+TEXT_SIGNATURE = "serving_text"
+RAW_SIGNATURES = {"image": IMAGES_SIGNATURE, "text": TEXT_SIGNATURE}  # raw-input signature per modality
 CLASSIFY_SIGNATURE = "classification"
 LABEL_ASSET = "label_names.txt"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-IMAGE_KEY = "image"  # raw feature (PNG bytes) and transformed feature (float image)
 
 
 class RawTransform:
@@ -38,7 +52,7 @@ class RawTransform:
     `layer` is the TFT TransformFeaturesLayer (tft.TFTransformOutput.transform_features_layer());
     `raw_feature_spec` parses serialized tf.Examples (label features removed). Without a
     Transform graph (benchmarks, tests), pass `layer=None`: PNG bytes are decoded and
-    scaled to [0, 1].
+    scaled to [0, 1] (images only).
     """
 
     def __init__(self, raw_feature_spec: Mapping[str, tf.io.FixedLenFeature] | None = None, layer=None):
@@ -46,41 +60,60 @@ class RawTransform:
         self.layer = layer
 
 
-def _png_to_float(png: tf.Tensor, image_shape) -> tf.Tensor:
+def _png_to_uint8(png: tf.Tensor, image_shape) -> tf.Tensor:
     png = tf.reshape(png, [-1])
+    return tf.map_fn(lambda b: tf.io.decode_png(b, channels=image_shape[-1]), png, fn_output_signature=tf.TensorSpec(image_shape, tf.uint8))
 
-    def decode(b):
-        return tf.io.decode_png(b, channels=image_shape[-1])
 
-    images = tf.map_fn(decode, png, fn_output_signature=tf.TensorSpec(image_shape, tf.uint8))
-    return tf.cast(images, tf.float32) / 255.0
+def _image_stats(transform: RawTransform, image_shape) -> tuple[float, float] | None:
+    """(mean, std) the Transform standardizes pixels with, or None if it does not say.
+
+    Read by running the Transform graph once on a blank image; [0, 1] scaling without one.
+    """
+    if transform.layer is None:
+        return 0.0, 1.0
+    blank = tf.io.encode_png(tf.zeros(image_shape, tf.uint8))
+    raw = {IMAGE_KEY: tf.reshape(blank, [1, *transform.raw_feature_spec[IMAGE_KEY].shape])}
+    out = transform.layer(raw)
+    if MEAN_KEY not in out or STD_KEY not in out:
+        return None
+    return float(np.asarray(out[MEAN_KEY]).ravel()[0]), float(np.asarray(out[STD_KEY]).ravel()[0])
 
 
 class ServingModule(tf.Module):
     """Holds the model, the Transform layer and the label asset; defines the signatures."""
 
-    def __init__(self, model, transform: RawTransform, image_shape: Sequence[int], label_names: Sequence[str], asset_path: str):
+    def __init__(self, model, transform: RawTransform, label_names: Sequence[str], asset_path: str, *, modality: str, image_shape=None):
         super().__init__()
         self.model = model
         self.transform_layer = transform.layer
         self._raw_spec = transform.raw_feature_spec
-        self._image_shape = tuple(int(d) for d in image_shape)
+        self._modality = modality
+        self._image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
         self.label_asset = tf.saved_model.Asset(asset_path)
         self._label_names = tf.constant(list(label_names))
+        self._stats = _image_stats(transform, self._image_shape) if modality == "image" else None
 
     def _to_model_input(self, raw: dict) -> tf.Tensor:
         if self.transform_layer is None:
-            return _png_to_float(raw[IMAGE_KEY], self._image_shape)
-        return self.transform_layer(raw)[IMAGE_KEY]
+            return standardize_images(_png_to_uint8(raw[IMAGE_KEY], self._image_shape), 0.0, 1.0)
+        return self.transform_layer(raw)[MODEL_INPUT_KEYS[self._modality]]
 
-    def _outputs(self, raw: dict):
-        logits = self.model(self._to_model_input(raw), training=False)
+    def _predict(self, model_input: tf.Tensor):
+        logits = self.model(model_input, training=False)
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         classes = tf.tile(self._label_names[tf.newaxis, :], [tf.shape(probs)[0], 1])
         return probs, classes
 
+    def _outputs(self, raw: dict):
+        return self._predict(self._to_model_input(raw))
+
     def _parse(self, serialized: tf.Tensor) -> dict:
         return tf.io.parse_example(serialized, self._raw_spec)
+
+    def _raw_feature(self, values: tf.Tensor, key: str) -> dict:
+        # Match the parsed raw feature's shape ([N] or [N, 1], as the schema says).
+        return {key: tf.reshape(values, [-1, *self._raw_spec[key].shape])}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
@@ -93,35 +126,48 @@ class ServingModule(tf.Module):
         return {"scores": probs, "classes": classes}
 
     def serve_images(self, images):
-        png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
-        # Match the parsed raw feature's shape ([N] or [N, 1], as the schema says).
-        png = tf.reshape(png, [-1, *self._raw_spec[IMAGE_KEY].shape])
-        probs, classes = self._outputs({IMAGE_KEY: png})
+        if self._stats is not None:  # the Transform's own affine map, straight on the pixels
+            probs, classes = self._predict(standardize_images(images, *self._stats))
+        else:
+            png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
+            probs, classes = self._outputs(self._raw_feature(png, IMAGE_KEY))
         return {"probabilities": probs, "classes": classes}
+
+    def serve_text(self, text):
+        probs, classes = self._outputs(self._raw_feature(text, TEXT_KEY))
+        return {"probabilities": probs, "classes": classes}
+
+    def raw_signature(self):
+        if self._modality == "text":
+            return tf.function(self.serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        return tf.function(self.serve_images, input_signature=[tf.TensorSpec([None, *self._image_shape], tf.uint8, name="images")])
 
 
 def export_serving_model(
     model,
     export_dir: str,
     *,
-    image_shape: Sequence[int],
     label_names: Sequence[str],
+    image_shape: Sequence[int] | None = None,
     transform: RawTransform | None = None,
+    modality: str = "image",
 ) -> str:
     """Save `model` (logits out) as a SavedModel with the three serving signatures."""
+    if modality not in RAW_SIGNATURES:
+        raise ValueError(f"modality must be one of {sorted(RAW_SIGNATURES)}, got {modality!r}")
+    if modality == "image" and image_shape is None:
+        raise ValueError("image models need image_shape=(H, W, C) for the serving_images signature")
     transform = transform or RawTransform()
+    if modality == "text" and transform.layer is None:
+        raise ValueError("text models need the Transform graph (RawTransform(raw_spec, layer)) to tokenize serving input")
     with tempfile.TemporaryDirectory() as tmp:
         asset_path = os.path.join(tmp, LABEL_ASSET)
         with open(asset_path, "w") as f:
             f.write("\n".join(label_names) + "\n")
-        module = ServingModule(model, transform, image_shape, label_names, asset_path)
-        images_fn = tf.function(
-            module.serve_images,
-            input_signature=[tf.TensorSpec([None, *module._image_shape], tf.uint8, name="images")],
-        )
+        module = ServingModule(model, transform, label_names, asset_path, modality=modality, image_shape=image_shape)
         signatures = {
             EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
-            IMAGES_SIGNATURE: images_fn.get_concrete_function(),
+            RAW_SIGNATURES[modality]: module.raw_signature().get_concrete_function(),
             CLASSIFY_SIGNATURE: module.classify_examples.get_concrete_function(),
         }
         tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -27,7 +27,7 @@ from components.train import optim, precision
 from components.train.augment_preview import save_preview
 from components.train.export import RawTransform, export_serving_model
 from components.train.loop import clear_checkpoints, fit_resumable
-from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY
+from components.transform.preprocessing import LABEL_KEY, MODEL_INPUT_KEYS, VOCABULARY_NAME, FIRST_WORD_ID
 from models import create_model
 
 log = logging.getLogger("pipeline.train")
@@ -39,13 +39,13 @@ RAW_LABEL_FEATURES = (LABEL_KEY, "label_name")
 CACHE_LIMIT_BYTES = 1 << 30
 
 
-def examples_to_cache(n_train: int, image_shape) -> int:
+def examples_to_cache(n_train: int, input_shape) -> int:
     """How many training examples to cache in memory: all of them if they fit, else 0."""
-    return n_train if n_train * math.prod(image_shape) * 4 <= CACHE_LIMIT_BYTES else 0
+    return n_train if n_train * math.prod(input_shape) * 8 <= CACHE_LIMIT_BYTES else 0
 
 
-def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: bool, repeat: bool, seed: int, cache_examples: int = 0):
-    """Batches of (image, label) from Transform's output through TFX's data accessor.
+def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: bool, repeat: bool, seed: int, cache_examples: int = 0, input_key: str = "image"):
+    """Batches of (model input, label) from Transform's output through TFX's data accessor.
 
     `cache_examples` > 0: read one pass, cache the parsed examples in memory, reshuffle
     them every epoch (a buffer of the whole split) and repeat.
@@ -60,7 +60,7 @@ def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: b
         drop_final_batch=stream,  # fixed batch shape for training; eval sees every example
     )
     ds = fn_args.data_accessor.tf_dataset_factory(files, options, tf_transform_output.transformed_metadata.schema)
-    ds = ds.map(lambda x, y: (x[IMAGE_KEY], tf.reshape(y, [-1])), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (x[input_key], tf.reshape(y, [-1])), num_parallel_calls=tf.data.AUTOTUNE)
     if cache_examples:
         ds = ds.unbatch().cache()
         if shuffle:
@@ -102,7 +102,8 @@ def checkpoint_key(fn_args, cfg: dict) -> str:
 def run_fn(fn_args) -> None:
     cfg = fn_args.custom_config
     train_cfg, model_cfg = cfg["train"], cfg["model"]
-    image_shape, label_names = tuple(cfg["image_shape"]), cfg["label_names"]
+    modality, label_names = cfg.get("modality", "image"), cfg["label_names"]
+    input_shape, input_key = tuple(cfg["input_shape"]), MODEL_INPUT_KEYS[modality]
     num_classes = len(label_names)
     keras.utils.set_random_seed(train_cfg["seed"])
 
@@ -121,21 +122,27 @@ def run_fn(fn_args) -> None:
     policy = augment_lib.AugmentationPolicy.from_config(train_cfg["augmentation"], num_classes)
     one_hot = policy.mixes_labels  # mixup/cutmix give soft labels
 
-    cache_examples = examples_to_cache(n_train, image_shape)
+    cache_examples = examples_to_cache(n_train, input_shape)
     train_ds = _dataset(
-        fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"], cache_examples=cache_examples
+        fn_args, fn_args.train_files, tf_transform_output, batch_size, shuffle=True, repeat=True, seed=train_cfg["seed"],
+        cache_examples=cache_examples, input_key=input_key,
     )
-    val_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False, seed=0)
+    val_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False, seed=0, input_key=input_key)
     train_ds = policy.build(train_cfg["seed"]).apply(train_ds)  # train split only; never eval/serving
     if one_hot:
         to_one_hot = lambda x, y: (x, y if y.dtype.is_floating else tf.one_hot(y, num_classes))  # noqa: E731
         train_ds, val_ds = train_ds.map(to_one_hot), val_ds.map(to_one_hot)
     train_ds, val_ds = train_ds.prefetch(tf.data.AUTOTUNE), val_ds.cache().prefetch(tf.data.AUTOTUNE)
 
-    _write_preview(fn_args, train_cfg, tf_transform_output, policy, model_run_dir)
+    hparams = dict(model_cfg["hparams"])
+    if modality == "image":
+        _write_preview(fn_args, train_cfg, tf_transform_output, policy, model_run_dir)
+    else:  # the embedding covers exactly the Transform's vocabulary (+ padding and OOV ids)
+        hparams["vocab_size"] = tf_transform_output.vocabulary_size_by_name(VOCABULARY_NAME) + FIRST_WORD_ID
+        log.info("text model: vocabulary of %d ids (incl. padding and OOV)", hparams["vocab_size"])
 
     with strategy.scope():
-        model = create_model(model_cfg["name"], image_shape, num_classes, **model_cfg["hparams"])
+        model = create_model(model_cfg["name"], input_shape, num_classes, **hparams)
         schedule = optim.build_schedule(
             train_cfg["schedule"], train_cfg["learning_rate"], total_steps,
             warmup_steps=int(train_cfg["warmup_epochs"] * steps_per_epoch),
@@ -171,11 +178,14 @@ def run_fn(fn_args) -> None:
     raw_spec = {k: v for k, v in tf_transform_output.raw_feature_spec().items() if k not in RAW_LABEL_FEATURES}
     transform = RawTransform(raw_spec, tf_transform_output.transform_features_layer())
     log.info("exporting the serving SavedModel to %s", serving_model_dir)
-    export_serving_model(model, serving_model_dir, image_shape=image_shape, label_names=label_names, transform=transform)
+    export_serving_model(
+        model, serving_model_dir, label_names=label_names, transform=transform, modality=modality,
+        image_shape=input_shape if modality == "image" else None,
+    )
     # The Keras model itself, for the training/serving skew check (components/validate/skew.py).
     model.save(os.path.join(model_run_dir, "model.keras"))
     summary = {
-        "model": model_cfg["name"], "hparams": model_cfg["hparams"], "params": int(model.count_params()),
+        "model": model_cfg["name"], "hparams": hparams, "params": int(model.count_params()), "modality": modality,
         "precision": applied_precision, "precision_reason": precision_reason, "strategy": strategy_desc,
         "epochs": train_cfg["epochs"], "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "final_step": result.final_step, "resumed_from_step": result.resumed_from_step,

@@ -43,7 +43,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, LABEL_ASSET
+from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, LABEL_ASSET
 from components.validate import skew as skew_lib
 from components.validate.warmup import EvalSample, predict_request, read_eval_sample, warmup_logs, write_warmup_requests
 
@@ -207,7 +207,7 @@ def probe_signatures(channel, model_name: str, sample: EvalSample, label_names: 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     n, k = len(sample), len(label_names)
     results = {}
-    for signature in (EXAMPLES_SIGNATURE, IMAGES_SIGNATURE):
+    for signature in (EXAMPLES_SIGNATURE, sample.raw_signature):
         response = _rpc(stub.Predict, f"Predict {signature}", predict_request(model_name, signature, sample))
         missing = {"probabilities", "classes"} - set(response.outputs)
         if missing:
@@ -279,7 +279,7 @@ def serve_and_probe(version_dir: str, model_name: str, sample: EvalSample, cfg: 
         if disagreement > cfg["skew_atol"]:
             raise ModelProblem(
                 f"the serving signatures disagree on the same eval examples by up to {disagreement:.3g} "
-                f"(allowed {cfg['skew_atol']:g}); serving_images and serving_default must preprocess alike"
+                f"(allowed {cfg['skew_atol']:g}); {sample.raw_signature} and serving_default must preprocess alike"
             )
     finally:
         channel.close()
@@ -341,7 +341,7 @@ def run_infra_validation(
         result["blessed"] = not reasons
         result["reason"] = "\n".join(reasons) if reasons else (
             f"served by {result['serving']['engine']} and answered {len(sample)} examples on "
-            f"{EXAMPLES_SIGNATURE}, {IMAGES_SIGNATURE} and {CLASSIFY_SIGNATURE}"
+            f"{EXAMPLES_SIGNATURE}, {sample.raw_signature} and {CLASSIFY_SIGNATURE}"
         )
         if result["blessed"] and output_model_dir:
             shutil.copytree(version_dir, output_model_dir)

@@ -1,14 +1,14 @@
 """Training/serving skew: do the serving signatures compute what training computed?
 
 Training fed the Keras model the Transform graph's output. Serving re-implements that
-path inside the exported SavedModel (parse -> Transform layer -> model, or PNG
-re-encoding for `serving_images`). If the two ever differ (a RawTransform that
+path inside the exported SavedModel (parse -> Transform layer -> model; the Transform's
+standardization applied to raw pixels for `serving_images`; tokenizing for `serving_text`). If the two ever differ (a RawTransform that
 normalizes differently, a lost channel, a wrong resize), accuracy in production drops
 while every offline metric looks fine. This check feeds the same raw eval examples both
 ways and compares the probabilities:
 
-    reference = softmax(keras_model(TFTransformOutput(tg).transform_raw_features(parsed)["image"]))
-    served    = SavedModel.signatures[serving_default | serving_images](...)["probabilities"]
+    reference = softmax(keras_model(TFTransformOutput(tg).transform_raw_features(parsed)["image" | "tokens"]))
+    served    = SavedModel.signatures[serving_default | serving_images | serving_text](...)["probabilities"]
 
     result = check_skew("model/Format-Serving", "transform_graph/7", eval_files,
                         keras_model_path="model_run/model.keras")
@@ -26,7 +26,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components.train.export import EXAMPLES_SIGNATURE, IMAGE_KEY, IMAGES_SIGNATURE
+from components.train.export import EXAMPLES_SIGNATURE
+from components.transform.preprocessing import MODEL_INPUT_KEYS
 from components.validate.warmup import read_eval_sample
 
 TRAINED_MODEL_FILE = "model.keras"  # in the Trainer's model_run folder
@@ -64,14 +65,15 @@ def _softmax(logits) -> np.ndarray:
 def _served_probabilities(loaded, sample) -> dict[str, np.ndarray]:
     """Probabilities of each Predict signature on the sample; a missing one raises KeyError."""
     outputs = {}
-    for name in (EXAMPLES_SIGNATURE, IMAGES_SIGNATURE):
+    for name in (EXAMPLES_SIGNATURE, sample.raw_signature):
         if name not in loaded.signatures:
             raise KeyError(f"the SavedModel has no '{name}' signature (it has {sorted(loaded.signatures)})")
         fn = loaded.signatures[name]
         if name == EXAMPLES_SIGNATURE:
             result = fn(examples=tf.constant(sample.serialized))
         else:
-            result = fn(images=tf.constant(sample.images))
+            (input_name,) = fn.structured_input_signature[1]
+            result = fn(**{input_name: tf.constant(list(sample.raw) if sample.modality == "text" else sample.raw)})
         outputs[name] = result["probabilities"].numpy()
     return outputs
 
@@ -109,7 +111,7 @@ def check_skew(
     transform = tft.TFTransformOutput(transform_graph_uri)
     parsed = tf.io.parse_example(tf.constant(sample.serialized), transform.raw_feature_spec())
     transformed = transform.transform_raw_features(parsed)
-    reference = _softmax(trained(transformed[IMAGE_KEY], training=False))
+    reference = _softmax(trained(transformed[MODEL_INPUT_KEYS[sample.modality]], training=False))
 
     result = {"passed": False, "max_abs_diff": None, "n": len(sample), "reason": "", "per_signature": {}}
     try:

@@ -2,8 +2,9 @@
 
 TF Serving replays `<version>/assets.extra/tf_serving_warmup_requests` (PredictionLog
 TFRecords) before a version serves, so the first real request does not pay for graph
-tracing. The records are real requests built from eval examples: one Predict for
-`serving_images` (uint8 images) and one for `serving_default` (serialized tf.Examples).
+tracing. The records are real requests built from eval examples: one Predict for the
+raw-input signature (`serving_images` with uint8 images, or `serving_text` with strings)
+and one for `serving_default` (serialized tf.Examples).
 
     sample = read_eval_sample(files, n=8)
     write_warmup_requests(version_dir, warmup_logs("digits", sample))
@@ -18,20 +19,27 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components.train.export import EXAMPLES_SIGNATURE, IMAGE_KEY, IMAGES_SIGNATURE
+from components.train.export import EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, RAW_SIGNATURES, TEXT_SIGNATURE
+from components.transform.preprocessing import IMAGE_KEY, TEXT_KEY
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 @dataclasses.dataclass
 class EvalSample:
-    """The first `n` raw eval examples: serialized, and their images decoded to uint8."""
+    """The first `n` raw eval examples: serialized, and their raw input as the raw signature takes it."""
 
     serialized: list[bytes]
-    images: np.ndarray  # uint8 [N, H, W, C]
+    raw: np.ndarray  # images: uint8 [N, H, W, C]; text: object [N] of UTF-8 bytes
+    modality: str = "image"
 
     def __len__(self) -> int:
         return len(self.serialized)
+
+    @property
+    def raw_signature(self) -> str:
+        """`serving_images` or `serving_text`."""
+        return RAW_SIGNATURES[self.modality]
 
 
 def _compression(files: list[str]) -> str:
@@ -39,7 +47,7 @@ def _compression(files: list[str]) -> str:
 
 
 def read_eval_sample(files: list[str], n: int) -> EvalSample:
-    """Read `n` tf.Examples (feature `image` = PNG/JPEG bytes) from TFRecord `files`.
+    """Read `n` tf.Examples (feature `image` = PNG/JPEG bytes, or `text`) from TFRecord `files`.
 
     Deterministic: the first `n` records in file order. Raises ValueError when the files
     hold no examples or images of different shapes (a data problem, not a model one).
@@ -49,32 +57,37 @@ def read_eval_sample(files: list[str], n: int) -> EvalSample:
     records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(files), compression_type=_compression(files)).take(n)]
     if not records:
         raise ValueError(f"no examples in {files[:3]}")
+    if TEXT_KEY in tf.train.Example.FromString(records[0]).features.feature:
+        parsed = tf.io.parse_example(records, {TEXT_KEY: tf.io.FixedLenFeature([], tf.string)})
+        return EvalSample(serialized=records, raw=np.array(list(parsed[TEXT_KEY].numpy()), dtype=object), modality="text")
     parsed = tf.io.parse_example(records, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
     images = [tf.io.decode_image(png, expand_animations=False).numpy() for png in parsed[IMAGE_KEY]]
     shapes = sorted({im.shape for im in images})
     if len(shapes) > 1:
         raise ValueError(f"eval images have different shapes {shapes[:2]}; ingestion should resize them to one shape")
-    return EvalSample(serialized=records, images=np.stack(images).astype(np.uint8))
+    return EvalSample(serialized=records, raw=np.stack(images).astype(np.uint8))
 
 
 def predict_request(model_name: str, signature: str, sample: EvalSample) -> predict_pb2.PredictRequest:
-    """A PredictRequest for `serving_images` (images) or `serving_default` (examples)."""
+    """A PredictRequest for `serving_default` (examples) or the sample's raw signature."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
-    if signature == IMAGES_SIGNATURE:
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(sample.images))
-    elif signature == EXAMPLES_SIGNATURE:
+    if signature == EXAMPLES_SIGNATURE:
         request.inputs["examples"].CopyFrom(tf.make_tensor_proto(sample.serialized, dtype=tf.string))
+    elif signature == sample.raw_signature == IMAGES_SIGNATURE:
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(sample.raw))
+    elif signature == sample.raw_signature == TEXT_SIGNATURE:
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(list(sample.raw), dtype=tf.string))
     else:
-        raise ValueError(f"no Predict request for signature '{signature}'; use {IMAGES_SIGNATURE} or {EXAMPLES_SIGNATURE}")
+        raise ValueError(f"no Predict request for signature '{signature}'; use {sample.raw_signature} or {EXAMPLES_SIGNATURE}")
     return request
 
 
 def warmup_logs(model_name: str, sample: EvalSample) -> list[prediction_log_pb2.PredictionLog]:
     """One PredictionLog per Predict signature of the serving contract."""
     logs = []
-    for signature in (IMAGES_SIGNATURE, EXAMPLES_SIGNATURE):
+    for signature in (sample.raw_signature, EXAMPLES_SIGNATURE):
         log = prediction_log_pb2.PredictionLog()
         log.predict_log.request.CopyFrom(predict_request(model_name, signature, sample))
         logs.append(log)

@@ -77,7 +77,6 @@ def test_cli_missing_config_file_exits_2():
     assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
 
 
-TEXT_SEQUENCE_LENGTH = 256
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -85,14 +84,17 @@ def test_every_shipped_config_builds_its_model(name):
     """Parse + model build, even where the dataset is not on this machine."""
     from models import create_model
 
+    from models import TOKEN_MODELS
+
     cfg = load_config(os.path.join(REPO, "configs", name))
-    model_name = cfg["model"]["name"]
-    if model_name.startswith("text_"):
-        spec = (TEXT_SEQUENCE_LENGTH,)
+    model_name, hparams = cfg["model"]["name"], dict(cfg["model"]["hparams"])
+    if model_name in TOKEN_MODELS:  # the pipeline sizes the vocabulary from the Transform's
+        spec = (cfg["data"]["text"]["sequence_length"],)
+        hparams["vocab_size"] = cfg["data"]["text"]["max_tokens"] + 2
     else:
         spec = tuple(cfg["data"]["image_shape"] or (8, 8, 1))  # sklearn_digits is 8x8x1
-    num_classes = len(cfg["data"]["label_names"] or []) or (2 if model_name.startswith("text_") else 10)
-    model = create_model(model_name, spec, num_classes, **cfg["model"]["hparams"])
+    num_classes = len(cfg["data"]["label_names"] or []) or (2 if model_name in TOKEN_MODELS else 10)
+    model = create_model(model_name, spec, num_classes, **hparams)
     assert model.output_shape == (None, num_classes)
 
 

@@ -78,7 +78,7 @@ def export_without_images_signature(model, export_dir: str, transform: RawTransf
         asset = os.path.join(tmp, LABEL_ASSET)
         with open(asset, "w") as f:
             f.write("\n".join(LABELS) + "\n")
-        module = ServingModule(model, transform, IMAGE_SHAPE, LABELS, asset)
+        module = ServingModule(model, transform, LABELS, asset, modality="image", image_shape=IMAGE_SHAPE)
         signatures = {
             "serving_default": module.serve_examples.get_concrete_function(),
             "classification": module.classify_examples.get_concrete_function(),

@@ -70,7 +70,7 @@ def test_good_model_is_blessed_and_pushed_with_warmup(tmp_path, synthetic):
     assert sorted(requests) == ["serving_default", "serving_images"]
     images = tf.make_ndarray(requests["serving_images"].inputs["images"])
     assert images.dtype == np.uint8 and images.shape == (8, 8, 8, 1)
-    np.testing.assert_array_equal(images, sample.images)
+    np.testing.assert_array_equal(images, sample.raw)
     assert list(tf.make_ndarray(requests["serving_default"].inputs["examples"])) == sample.serialized
 
 

@@ -1,0 +1,187 @@
+"""The text path: TFDS text sources, the tokenizing Transform, text_bilstm, `serving_text`.
+
+The end-to-end test runs the real pipeline (LocalDagRunner, SQLite MLMD) on the project's
+offline synthetic_reviews dataset (imdb_reviews' features, templated text), then serves
+the pushed model with `python -m serving serve` and calls it over gRPC and REST.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from components.ingest.sources import DataSourceError, open_source
+from components.transform.preprocessing import OOV_ID, PAD_ID, pad_ids, preprocessing_fn, tokenize
+from pipeline.build import check_data_fits_model
+from pipeline.config import ConfigError, load_config, validate_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(REPO, "configs", "reviews_bilstm.yaml")
+
+
+def test_tokenize_lowercases_drops_markup_and_punctuation():
+    tokens = tokenize(tf.constant(["The Movie was NOT bad!<br /><br />Really, it's fine.", "Ünïcode café"]))
+    assert tokens.to_list() == [
+        [b"the", b"movie", b"was", b"not", b"bad", b"really", b"it's", b"fine"],
+        ["ünïcode".encode(), "café".encode()],
+    ]
+
+
+def test_pad_ids_reserves_padding_and_oov_and_truncates():
+    ids = tf.ragged.constant([[0, 5, -1], [1, 2, 3, 4, 5, 6]], dtype=tf.int64)  # -1: not in the vocabulary
+    padded = pad_ids(ids, 4).numpy()
+    assert padded.tolist() == [[2, 7, OOV_ID, PAD_ID], [3, 4, 5, 6]]
+
+
+def test_transform_vocabulary_orders_by_frequency_and_maps_unknown_words(tmp_path):
+    """preprocessing_fn analyzed with tf.Transform on Beam, as TFX Transform runs it."""
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    spec = {"text": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    train = [{"text": b"good good good movie", "label": 1}, {"text": b"bad movie", "label": 0}]
+    config = {"modality": "text", "max_tokens": 3, "sequence_length": 5}
+    with beam.Pipeline(argv=["--direct_running_mode=in_memory", "--direct_num_workers=1"]) as p, tft_beam.Context(temp_dir=str(tmp_path)):
+        transform_fn = (p | beam.Create(train), metadata) | tft_beam.AnalyzeDataset(lambda x: preprocessing_fn(x, config))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "tg"))
+    output = tft.TFTransformOutput(str(tmp_path / "tg"))
+    assert output.vocabulary_size_by_name("tokens") == 3
+    out = output.transform_raw_features({"text": tf.constant(["Good movie, unseen words", "bad"]), "label": tf.constant([1, 0], tf.int64)})
+    # good (3x) -> 2, movie (2x) -> 3, bad -> 4; unknown -> 1; padding 0
+    assert out["tokens"].numpy().tolist() == [[2, 3, OOV_ID, OOV_ID, PAD_ID], [4, 0, 0, 0, 0]]
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _data(name, data_dir, **extra):
+    return dict({"source": "tfds", "name": name, "version": None, "data_dir": data_dir}, **extra)
+
+
+def test_text_tfds_source_yields_text_records(tfds_dir):
+    source = open_source(_data("synthetic_reviews", tfds_dir))
+    assert source.modality == "text" and source.label_names == ["neg", "pos"] and source.image_shape is None
+    record = next(iter(source.records("test")))
+    assert isinstance(record.value, bytes) and record.label in (0, 1) and len(record.value.decode().split()) >= 4
+
+
+def test_unprepared_imdb_reviews_names_the_dataset_and_the_fix(tmp_path):
+    with pytest.raises(DataSourceError, match=r"(?s)imdb_reviews.*not prepared.*download_and_prepare"):
+        open_source(_data("imdb_reviews", str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": {"name": "digits_cnn", "hparams": {}}}, "token-id model: text_bilstm"),
+        ({"train": {"augmentation": {"random_crop": {"p": 0.5, "pad": 1}}}}, "does not apply to text"),
+        ({"model": {"name": "text_bilstm", "hparams": {"vocab_size": 10}}}, "data.text.max_tokens"),
+    ],
+)
+def test_text_data_and_model_mismatch_is_a_config_error(tfds_dir, change, message):
+    with open(CONFIG) as f:
+        raw = yaml.safe_load(f)
+    for section, values in change.items():
+        raw[section].update(values)
+    raw["data"]["data_dir"] = tfds_dir
+    cfg = validate_config(raw)
+    with pytest.raises(ConfigError, match=message):
+        check_data_fits_model(cfg, open_source(cfg["data"]))
+
+
+def test_token_model_on_image_data_is_a_config_error(tfds_dir):
+    cfg = validate_config({"pipeline_name": "x", "data": {"data_dir": tfds_dir}, "model": {"name": "text_bilstm"}})
+    with pytest.raises(ConfigError, match="reads token ids, but the dataset has images"):
+        check_data_fits_model(cfg, open_source(cfg["data"]))
+
+
+def test_text_settings_are_validated():
+    with pytest.raises(ConfigError, match="data.text.sequence_length"):
+        validate_config({"pipeline_name": "x", "data": {"text": {"sequence_length": 0}}})
+    with pytest.raises(ConfigError, match="unknown config key 'data.text.vocab'"):
+        validate_config({"pipeline_name": "x", "data": {"text": {"vocab": 10}}})
+
+
+# ---------------------------------------------------------------- end to end
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("text_e2e")
+    cfg = load_config(CONFIG)
+    with open(CONFIG) as f:
+        raw = yaml.safe_load(f)
+    raw["runs_dir"] = str(tmp / "runs")
+    config = tmp / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    summary = tmp / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--summary-json", str(summary), "--quiet"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )
+    return {"code": proc.returncode, "log": proc.stdout + proc.stderr, "runs": raw["runs_dir"], "cfg": cfg,
+            "summary": json.loads(summary.read_text()) if summary.exists() else None}
+
+
+def test_text_pipeline_trains_blesses_and_pushes(text_run):
+    assert text_run["code"] == 0, text_run["log"][-4000:]
+    summary = text_run["summary"]
+    assert summary["blessed"] and summary["pushed"], summary
+    assert summary["metrics"]["test_accuracy"] >= 0.9, summary["metrics"]  # held-out test split
+    assert summary["infra"]["status"] == "blessed" and summary["infra"]["skew_check"] == "passed", summary["infra"]
+    assert "serving_text" in summary["infra"]["reason"], summary["infra"]
+    assert summary["training"]["modality"] == "text" and summary["training"]["hparams"]["vocab_size"] > 2
+    assert summary["optimizer"]["status"] == "skipped", summary["optimizer"]
+
+
+def test_pushed_text_model_answers_over_grpc_and_rest(text_run):
+    """The pushed model, served by the embedded server: serving_text agrees with serving_default."""
+    from serving.client import RestClient, ServingClient
+
+    from components.ingest.executor import make_example
+
+    assert text_run["code"] == 0, text_run["log"][-2000:]
+    base = os.path.join(text_run["runs"], "serving", "reviews")
+    grpc_port, rest_port = _free_port(), _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving", "serve", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
+         "--model_name", "reviews", "--model_base_path", base],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    texts = ["the acting was not bad at all, really wonderful", "a dull and boring plot. i did not find it good"]
+    try:
+        with ServingClient(f"127.0.0.1:{grpc_port}", timeout=5.0, retries=3) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    by_text = client.predict_text("reviews", texts)
+                    break
+                except Exception:  # noqa: BLE001  (still loading)
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.5)
+            examples = [make_example(t.encode(), 0, "neg", key="text") for t in texts]
+            by_examples = client.predict_examples("reviews", examples)
+        by_rest = RestClient(f"http://127.0.0.1:{rest_port}", timeout=10.0).predict_text("reviews", texts)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert by_text.classes[0] == ["neg", "pos"]
+    np.testing.assert_allclose(by_text.probabilities, by_examples.probabilities, atol=1e-5)
+    np.testing.assert_allclose(by_text.probabilities, by_rest.probabilities, atol=1e-5)
+    assert np.argmax(by_text.probabilities, axis=1).tolist() == [1, 0]  # "not bad" is positive, "not ... good" negative
