@@ -58,7 +58,10 @@ SCHEMA: dict[str, Any] = {
         "learning_rate": ((float, int), 1e-3, None),
         "weight_decay": ((float, int), 0.0, None),
         "momentum": ((float, int), 0.9, None),
+        "nesterov": ((bool,), False, None),  # sgd only
         "schedule": ((str,), "cosine", ("constant", "cosine", "one_cycle", "step")),
+        # cosine: min_lr; one_cycle: div_factor, final_div_factor; step: boundaries (optimizer steps), decay
+        "schedule_args": ((dict,), {}, ANY_DICT),
         "warmup_epochs": ((float, int), 1, None),
         "label_smoothing": ((float, int), 0.0, None),
         "precision": ((str,), "auto", ("auto", "float32", "mixed_float16", "mixed_bfloat16")),
@@ -191,6 +194,17 @@ def validate_config(raw: dict) -> dict:
         AugmentationPolicy.from_config(cfg["train"]["augmentation"], num_classes=2)
     except ValueError as e:
         raise ConfigError(f"config key 'train.augmentation': {e}") from None
+    from components.train import optim
+
+    train = cfg["train"]
+    try:  # the real builders, on a stand-in step count: unknown args and bad values fail now
+        optim.build_schedule(train["schedule"], train["learning_rate"], total_steps=10**9, **train["schedule_args"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config key 'train.schedule_args': {e}") from None
+    try:
+        optim.build_optimizer(train["optimizer"], 0.1, weight_decay=train["weight_decay"], momentum=train["momentum"], nesterov=train["nesterov"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'train.optimizer': {e}") from None
     from components.validate.infra_executor import parse_config as parse_infra_config
 
     try:

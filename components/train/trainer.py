@@ -145,10 +145,11 @@ def run_fn(fn_args) -> None:
         model = create_model(model_cfg["name"], input_shape, num_classes, **hparams)
         schedule = optim.build_schedule(
             train_cfg["schedule"], train_cfg["learning_rate"], total_steps,
-            warmup_steps=int(train_cfg["warmup_epochs"] * steps_per_epoch),
+            warmup_steps=int(train_cfg["warmup_epochs"] * steps_per_epoch), **train_cfg.get("schedule_args", {}),
         )
         optimizer = optim.build_optimizer(
-            train_cfg["optimizer"], schedule, weight_decay=train_cfg["weight_decay"], momentum=train_cfg["momentum"]
+            train_cfg["optimizer"], schedule, weight_decay=train_cfg["weight_decay"], momentum=train_cfg["momentum"],
+            nesterov=train_cfg.get("nesterov", False),
         )
         optimizer = precision.wrap_optimizer(optimizer, applied_precision)
         model.compile(

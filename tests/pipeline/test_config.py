@@ -103,3 +103,25 @@ def test_bad_augmentation_is_a_config_error():
     cfg["train"]["augmentation"] = {"rotation": {"max_degrees": 10}}
     with pytest.raises(ConfigError, match="train.augmentation.*max_degrees.*degrees"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ({"schedule": "step", "schedule_args": {"boundaries": [100, 50]}}, r"train.schedule_args.*strictly increasing"),
+        ({"schedule": "cosine", "schedule_args": {"boundaries": [1]}}, r"train.schedule_args.*'boundaries'.*Allowed: min_lr"),
+        ({"optimizer": "adam", "nesterov": True}, r"train.optimizer.*nesterov applies to 'sgd' only"),
+    ],
+)
+def test_schedule_and_optimizer_options_are_checked_up_front(train, message):
+    cfg = base()
+    cfg["train"].update(train)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+
+
+def test_schedule_args_and_nesterov_reach_the_builders():
+    cfg = base()
+    cfg["train"].update(optimizer="sgd", nesterov=True, schedule="step", schedule_args={"boundaries": [1000, 1500], "decay": 0.2})
+    train = validate_config(cfg)["train"]
+    assert train["nesterov"] is True and train["schedule_args"] == {"boundaries": [1000, 1500], "decay": 0.2}
