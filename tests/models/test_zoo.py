@@ -7,8 +7,10 @@ hyperparameters (`TINY`: the same layout with fewer or narrower layers) on 8x8x1
 
 Image models are saved through the serving contract (`export_serving_model`), reloaded with
 `tf.saved_model.load` and called through `serving_images`: every model under float32, one
-model per family under the mixed policies. `text_bilstm` takes token ids, to which the
-image contract does not apply; it is saved and reloaded as a `.keras` file instead.
+model per family under the mixed policies. `text_bilstm` takes token ids, which only exist
+after the text Transform (vocabulary); here it is saved and reloaded as a `.keras` file,
+and tests/pipeline/test_text.py trains it in the real pipeline and serves it through
+`serving_text`.
 """
 import math
 import os
