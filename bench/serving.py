@@ -7,7 +7,13 @@ Two models exported with the serving contract (components.train.export): the dig
 32x32x3, random weights). For each:
 
 * in-process: images/s calling the `serving_images` signature directly, at batch 1 and
-  at each batch size up to 128 (the best is the reference), plus per-call latency;
+  at each batch size up to 128, plus per-call latency. Measured in fresh processes, with
+  TensorFlow's default threads and with the server's (1 intra-op, 1 inter-op thread),
+  each both through the signature's `__call__` and through the server's own call path
+  (`Signature.call`: flat arguments, no gRPC, no batching); the reference for every goal
+  is the best of those four (highest images/s, lowest latency), per batch size;
+* grpcio floor: a server process whose Predict returns a prebuilt response without any
+  model work, at 1 and 32 clients, so the gRPC cost in the same run is known;
 * server: `python -m serving serve` in its own process, driven by closed-loop clients in
   up to two separate processes (multiprocessing; asyncio gRPC; they never import
   TensorFlow and send a pre-serialized one-image PredictRequest), at 1, 8 and 32
@@ -52,7 +58,14 @@ MAX_CLIENT_PROCESSES = 2
 # most) only happens while more requests are expected (see serving/server/batching.py),
 # so one client never waits; measured on ResNet-20 at 32 clients: 1 ms -> mean batch 16,
 # 20 ms -> mean batch 31 and +28% images/s.
-BATCHING_TEXT = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 10000 }\nnum_batch_threads { value: 1 }\n"
+# Two batch threads: with one TF thread per call (SERVER_FLAGS), two batches in flight use
+# both cores; the batcher only waits for rows that are not already running elsewhere.
+BATCHING_TEXT = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 10000 }\nnum_batch_threads { value: 2 }\n"
+# TensorFlow's default thread pools (one intra-op thread per core, spinning while idle)
+# cost a server that also runs gRPC on the same 2 cores more than they give: measured on
+# the digits CNN at 1 client, 141 -> 407 req/s and 3.9 -> 1.9 ms of server CPU per request.
+SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
+THREAD_CONFIGS = {"tf_default_threads": (0, 0), "server_threads": (1, 1)}
 
 
 # -- models ----------------------------------------------------------------------------
@@ -77,37 +90,120 @@ def _percentiles(seconds: list) -> dict:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-def measure_in_process(version_dir: str, shape: tuple, seconds: float) -> dict:
-    """serving_images called directly: per-batch-size images/s, and batch-1 call latency."""
+def _time_calls(call, seconds: float) -> list:
+    for _ in range(3):
+        call()
+    calls, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(calls) < 5:
+        begin = time.perf_counter()
+        call()
+        calls.append(time.perf_counter() - begin)
+    return calls
+
+
+def _in_process_worker(version_dir: str, shape: tuple, seconds: float, threads: tuple, out) -> None:
+    """In a fresh process (TF threads are fixed at start): both call paths, every batch size."""
     import tensorflow as tf
 
+    if threads[0]:
+        tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+    if threads[1]:
+        tf.config.threading.set_inter_op_parallelism_threads(threads[1])
+    from serving.server.servable import LoadedVersion
+
     function = tf.saved_model.load(version_dir).signatures["serving_images"]
+    signature = LoadedVersion.load("bench", 1, version_dir).signature("serving_images")
     rng = np.random.default_rng(0)
-    by_batch, latency = {}, None
-    for batch in BATCH_SIZES:
-        images = tf.constant(rng.integers(0, 256, (batch, *shape), dtype=np.uint8))
-        for _ in range(3):
-            function(images=images)
-        calls, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds / 2 or len(calls) < 5:
-            begin = time.perf_counter()
-            function(images=images)["probabilities"].numpy()
-            calls.append(time.perf_counter() - begin)
-        by_batch[batch] = batch * len(calls) / sum(calls)
-        if batch == 1:
-            latency = _percentiles(calls)
-    best = max(by_batch, key=by_batch.get)
-    return {"images_per_s_by_batch": by_batch, "batch1_images_per_s": by_batch[1], "best_batch": best,
-            "best_images_per_s": by_batch[best], "batch1_latency": latency}
+    result = {}
+    for path in ("signature_call", "server_call_path"):
+        by_batch, latency = {}, None
+        for batch in BATCH_SIZES:
+            array = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+            if path == "signature_call":  # the usual in-process call; outputs fetched as numpy
+                images = tf.constant(array)
+                call = lambda: {key: value.numpy() for key, value in function(images=images).items()}  # noqa: E731
+            else:  # what the server runs per batch: numpy in, numpy out
+                call = lambda: signature.call({"images": array})  # noqa: E731
+            calls = _time_calls(call, seconds / 4)
+            by_batch[batch] = batch * len(calls) / sum(calls)
+            if batch == 1:
+                latency = _percentiles(calls)
+        result[path] = {"images_per_s_by_batch": by_batch, "batch1_latency": latency}
+    out.put(result)
 
 
-def mean_in_process(runs: list) -> dict:
-    """The mean of in-process runs (throughputs and latencies averaged per field)."""
-    by_batch = {b: float(np.mean([r["images_per_s_by_batch"][b] for r in runs])) for b in runs[0]["images_per_s_by_batch"]}
+def measure_in_process(version_dir: str, shape: tuple, seconds: float) -> dict:
+    """{thread config: {call path: {images_per_s_by_batch, batch1_latency}}}, one process each."""
+    context = multiprocessing.get_context("spawn")
+    runs = {}
+    for config, threads in THREAD_CONFIGS.items():
+        queue = context.Queue()
+        process = context.Process(target=_in_process_worker, args=(version_dir, shape, seconds, threads, queue))
+        process.start()
+        runs[config] = queue.get(timeout=900)
+        process.join(timeout=60)
+    return runs
+
+
+def in_process_reference(runs: list) -> dict:
+    """Each (config, path) averaged over the runs; the reference takes the best per batch size."""
+    variants = {}
+    for config in runs[0]:
+        for path in runs[0][config]:
+            parts = [run[config][path] for run in runs]
+            variants[f"{config}/{path}"] = {
+                "images_per_s_by_batch": {b: float(np.mean([p["images_per_s_by_batch"][b] for p in parts])) for b in parts[0]["images_per_s_by_batch"]},
+                "batch1_latency": {k: float(np.mean([p["batch1_latency"][k] for p in parts])) for k in parts[0]["batch1_latency"]},
+            }
+    by_batch = {b: max(v["images_per_s_by_batch"][b] for v in variants.values()) for b in BATCH_SIZES}
     best = max(by_batch, key=by_batch.get)
-    latency = {k: float(np.mean([r["batch1_latency"][k] for r in runs])) for k in runs[0]["batch1_latency"]}
-    return {"images_per_s_by_batch": by_batch, "batch1_images_per_s": by_batch[1], "best_batch": best,
-            "best_images_per_s": by_batch[best], "batch1_latency": latency}
+    latency = {k: min(v["batch1_latency"][k] for v in variants.values()) for k in ("p50_ms", "p99_ms")}
+    def source(batch):
+        return max(variants, key=lambda name: variants[name]["images_per_s_by_batch"][batch])
+    return {"variants": variants, "images_per_s_by_batch": by_batch, "batch1_images_per_s": by_batch[1], "best_batch": best,
+            "best_images_per_s": by_batch[best], "batch1_latency": latency,
+            "batch1_source": source(1), "best_source": source(best),
+            "latency_p50_source": min(variants, key=lambda name: variants[name]["batch1_latency"]["p50_ms"])}
+
+
+# -- grpcio floor: the same RPC with no model work ------------------------------------------
+def _empty_server(response: bytes, ready) -> None:
+    import concurrent.futures
+
+    import grpc
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=32))
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: response)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {"Predict": handler}),))
+    ready.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    server.wait_for_termination()
+
+
+def measure_grpc_floor(response: bytes, request: bytes, seconds: float) -> dict:
+    """A grpcio server (same thread-pool model as the embedded server) whose Predict returns
+    a prebuilt response of the model's size: what gRPC alone costs, in this run."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    process = context.Process(target=_empty_server, args=(response, ready), daemon=True)
+    process.start()
+    try:
+        port = ready.get(timeout=60)
+        return {str(clients): run_load(f"127.0.0.1:{port}", request, clients, seconds, process.pid) for clients in (1, 32)}
+    finally:
+        process.kill()
+        process.join(timeout=10)
+
+
+def model_response(version_dir: str, request: bytes) -> bytes:
+    """The serialized PredictResponse the embedded server gives for `request` (for the floor)."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.server.predict import predict
+    from serving.server.servable import LoadedVersion
+
+    version = LoadedVersion.load("bench", 1, version_dir)
+    return predict(version, predict_pb2.PredictRequest.FromString(request)).SerializeToString()
 
 
 # -- load generation (client processes: no TensorFlow) ----------------------------------
@@ -199,7 +295,7 @@ def one_image_request(model: str, shape: tuple) -> bytes:
 def start_server(config_file: str, batching: bool, batching_file: str) -> tuple:
     """(process, gRPC port, REST port) of `python -m serving serve` on free ports."""
     args = [sys.executable, "-m", "serving", "serve", f"--model_config_file={config_file}", "--port=0", "--rest_api_port=-1",
-            f"--enable_batching={'true' if batching else 'false'}", "--file_system_poll_wait_seconds=30"]
+            f"--enable_batching={'true' if batching else 'false'}", "--file_system_poll_wait_seconds=30", *SERVER_FLAGS]
     if batching:
         args.append(f"--batching_parameters_file={batching_file}")
     process = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, text=True)
@@ -263,19 +359,36 @@ def markdown(result: dict, command: str) -> str:
         "server and client processes share the same cores; in-process numbers are the mean of a run "
         f"before and one after the server runs; 1-min load average {result.get('load_average_at_start', float('nan')):.1f} "
         f"at start, {result.get('load_average_at_end', float('nan')):.1f} at end).", "",
+        f"Server: `python -m serving serve {' '.join(result.get('server_flags', []))}`, batching parameters "
+        f"`{' '.join(result['batching_parameters'].split())}` when on. Clients: closed loop, up to "
+        f"{MAX_CLIENT_PROCESSES} processes, each one asyncio loop (grpc.aio) with its share of the clients, "
+        "sending one pre-serialized one-image PredictRequest; no TensorFlow in the client processes.", "",
         "| model | mode | clients | images/s | p50 ms | p99 ms | errors | mean batch | server CPU (cores) | client CPU (cores) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    def point_row(name, label, clients, point, batch):
+        return (f"| {name} | {label} | {clients} | {point['images_per_s']:.0f} | {point['p50_ms']:.2f} | {point['p99_ms']:.2f} | "
+                f"{point['errors']} | {batch} | {point['server_cpu_cores']:.2f} | {point['client_cpu_cores']:.2f} |")
+
     for name, model in result["models"].items():
         inproc = model["in_process"]
-        lines.append(f"| {name} | in-process batch 1 | - | {inproc['batch1_images_per_s']:.0f} | "
+        lines.append(f"| {name} | in-process batch 1 (reference) | - | {inproc['batch1_images_per_s']:.0f} | "
                      f"{inproc['batch1_latency']['p50_ms']:.2f} | {inproc['batch1_latency']['p99_ms']:.2f} | - | 1 | - | - |")
-        lines.append(f"| {name} | in-process batch {inproc['best_batch']} (best) | - | {inproc['best_images_per_s']:.0f} | - | - | - | {inproc['best_batch']} | - | - |")
+        lines.append(f"| {name} | in-process batch {inproc['best_batch']} (best; reference) | - | {inproc['best_images_per_s']:.0f} | - | - | - | {inproc['best_batch']} | - | - |")
         for mode in ("batching_on", "batching_off"):
             for clients, point in model["server"][mode].items():
-                lines.append(f"| {name} | server, {mode.replace('_', ' ')} | {clients} | {point['images_per_s']:.0f} | "
-                             f"{point['p50_ms']:.2f} | {point['p99_ms']:.2f} | {point['errors']} | {point['mean_batch_rows']:.1f} | "
-                             f"{point['server_cpu_cores']:.2f} | {point['client_cpu_cores']:.2f} |")
+                lines.append(point_row(name, f"server, {mode.replace('_', ' ')}", clients, point, f"{point['mean_batch_rows']:.1f}"))
+        for clients, point in model.get("grpc_floor", {}).items():
+            lines.append(point_row(name, "grpcio floor (no model)", clients, point, "-"))
+    lines += ["", "In-process variants (each the mean of its two runs; the reference above takes the best per column):", "",
+              "| model | TF threads / call path | batch 1 images/s | batch 1 p50 ms | batch 1 p99 ms | best batch | its images/s |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for name, model in result["models"].items():
+        for variant, values in model["in_process"]["variants"].items():
+            by_batch = {int(batch): rate for batch, rate in values["images_per_s_by_batch"].items()}  # str keys from JSON
+            best = max(by_batch, key=by_batch.get)
+            lines.append(f"| {name} | {variant} | {by_batch[1]:.0f} | {values['batch1_latency']['p50_ms']:.2f} | "
+                         f"{values['batch1_latency']['p99_ms']:.2f} | {best} | {by_batch[best]:.0f} |")
     lines += ["", "| model | goal | measured | target | met |", "|---|---|---:|---:|---|"]
     goals = [
         ("resnet20", "server@32 / in-process best batch", "server32_over_inprocess_best", 0.8, ">="),
@@ -290,6 +403,18 @@ def markdown(result: dict, command: str) -> str:
         value = result["ratios"][name][key]
         met = value >= target if sense == ">=" else value <= target
         lines.append(f"| {name} | {goal} | {value:.2f} | {sense} {target} | {'yes' if met else 'no'} |")
+    lines += ["", "The same quantities for the grpcio floor (a server doing no model work at all), in this run:", "",
+              "| model | floor quantity | value |", "|---|---|---:|"]
+    for name, model in result["models"].items():
+        floor = model.get("grpc_floor")
+        if not floor:
+            continue
+        inproc = model["in_process"]
+        lines.append(f"| {name} | round trip p50 / p99 (ms), 1 client | {floor['1']['p50_ms']:.2f} / {floor['1']['p99_ms']:.2f} |")
+        lines.append(f"| {name} | server + client CPU per request (ms), 32 clients | "
+                     f"{(floor['32']['server_cpu_cores'] + floor['32']['client_cpu_cores']) / floor['32']['images_per_s'] * 1e3:.2f} |")
+        lines.append(f"| {name} | images/s at 32 clients (/ in-process batch 1) | {floor['32']['images_per_s']:.0f} "
+                     f"({floor['32']['images_per_s'] / inproc['batch1_images_per_s']:.2f}) |")
     lines += ["", NOTES]
     return "\n".join(lines) + "\n"
 
@@ -311,12 +436,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement window per point")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--render", action="store_true", help=f"only rewrite {os.path.relpath(DOC, REPO)} from {os.path.relpath(RESULTS, REPO)}")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(RESULTS) as f:
+            result = json.load(f)
+        text = markdown(result, result["command"])
+        with open(DOC, "w") as f:
+            f.write(text)
+        print(text)
+        return 0
     command = "python bench/serving.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     import psutil
 
     result = {"machine": f"{psutil.cpu_count()} CPU cores, {platform.python_implementation()} {platform.python_version()}",
-              "seconds": args.seconds, "batching_parameters": BATCHING_TEXT, "models": {},
+              "seconds": args.seconds, "batching_parameters": BATCHING_TEXT, "server_flags": list(SERVER_FLAGS), "models": {},
               "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as root:
         paths = {name: base for name, base in export_models(root).items() if name in args.models}
@@ -344,13 +478,19 @@ def main(argv=None) -> int:
             finally:
                 server.terminate()
                 server.wait(timeout=60)
+        for name in paths:  # gRPC alone, with this model's request and response sizes
+            print(f"[bench] grpcio floor {name}", flush=True)
+            request = one_image_request(name, MODELS[name])
+            response = model_response(os.path.join(paths[name], "1"), request)
+            result["models"][name]["grpc_floor"] = measure_grpc_floor(response, request, args.seconds)
         for name in paths:  # again after the server runs: other load on the machine drifts
             print(f"[bench] in-process {name} (again)", flush=True)
             model = result["models"][name]
             model["in_process_runs"].append(measure_in_process(os.path.join(paths[name], "1"), MODELS[name], args.seconds))
-            model["in_process"] = mean_in_process(model["in_process_runs"])
+            model["in_process"] = in_process_reference(model["in_process_runs"])
     result["load_average_at_end"] = os.getloadavg()[0]  # includes this benchmark's own processes
     result["ratios"] = ratios(result)
+    result["command"] = command
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         json.dump(result, f, indent=2)

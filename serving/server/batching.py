@@ -8,8 +8,9 @@ every signature call carries many requests.
 
 `batch_timeout_micros` is how long a leader may wait for more requests, but it waits only
 while fewer rows are queued than the recent load suggests will come (the peak number of
-rows queued or running over the last half second). One client never waits; 32 closed-loop
-clients fill batches of 32.
+rows queued or running over the last half second), less the rows other batches are
+running, and with N batch threads 1/N of it. One client never waits; 32 closed-loop
+clients fill batches of 32 (with two batch threads: alternating batches of 16).
 
     batcher = Batcher(run_signature, BatchingOptions(max_batch_size=32))
     outputs = batcher.submit({"images": images}, rows=len(images))
@@ -169,7 +170,7 @@ class Batcher:
                 self._leaders += 1
                 task.holds_slot = True
             else:
-                self._more.notify()
+                self._more.notify_all()  # every waiting leader (one per batch thread) re-checks
         if not task.holds_slot:
             self._wait(task)
         if task.state != _DONE:
@@ -221,21 +222,41 @@ class Batcher:
     def _take_batch(self) -> list:
         """Lock held: pops up to max_batch_size rows, first waiting if more are expected."""
         max_rows = self._options.max_batch_size
-        if self._timeout_s > 0 and self._queued_rows < min(max_rows, self._demand.peak):
+        if self._timeout_s > 0 and self._queued_rows < self._wanted_rows():
             deadline = time.monotonic() + self._timeout_s
-            while self._queued_rows < min(max_rows, self._demand.peak):
+            while self._queued_rows < self._wanted_rows():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._more.wait(remaining):
                     break
+        if self._options.num_batch_threads > 1:  # leave the other threads their share
+            max_rows = max(1, min(max_rows, self._share()))
         batch, rows = [], 0
-        while self._queue and rows + self._queue[0].rows <= max_rows:
+        while self._queue and (not batch or rows + self._queue[0].rows <= max_rows):
             task = self._queue.popleft()
             task.state = _TAKEN
             rows += task.rows
             batch.append(task)
         self._queued_rows -= rows
         self._running_rows += rows
+        if self._queue:  # another waiting leader may now have what it waits for
+            self._more.notify_all()
         return batch
+
+    def _wanted_rows(self) -> int:
+        """Lock held: how many queued rows a leader waits for (up to the timeout).
+
+        The recent peak, less the rows already running in other batches (they come back
+        only when those finish), and with several batch threads only that thread's share
+        of the peak: closed-loop callers then split into groups whose batches alternate,
+        one group's batch running in TensorFlow while the other's requests travel, instead
+        of all callers moving in lockstep through one batch at a time. A batch then
+        takes at most that share (see `_take_batch`).
+        """
+        return min(self._options.max_batch_size, self._demand.peak - self._running_rows, self._share())
+
+    def _share(self) -> int:
+        """Lock held: one batch thread's share of the recent peak (all of it with one thread)."""
+        return -(-self._demand.peak // self._options.num_batch_threads)
 
     def _execute(self, batch: list) -> None:
         try:

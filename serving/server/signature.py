@@ -86,6 +86,7 @@ class Signature:
         self.inputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.inputs.items()}
         self.outputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.outputs.items()}
         self._function = function
+        self._flat = _FlatCall.build(function, self.inputs)
         self._max_tensor_bytes = max_tensor_bytes
         batchable = bool(self.inputs) and all(spec.batched for spec in (*self.inputs.values(), *self.outputs.values()))
         self.batcher = Batcher(self.call, batching) if batching is not None and batchable else None
@@ -125,9 +126,71 @@ class Signature:
     def call(self, arrays: Mapping) -> dict:
         """One direct call of the concrete function."""
         try:
+            if self._flat is not None:
+                return self._flat(arrays)
             outputs = self._function(**{key: tf.constant(value) for key, value in arrays.items()})
         except tf.errors.OpError as error:
             raise ServingError.from_tf_error(error) from None
         except (TypeError, ValueError) as error:  # argument conversion, e.g. a shape TF rejects
             raise ServingError.invalid_argument(f"signature '{self.name}' rejected the inputs: {error}") from None
         return {key: value.numpy() for key, value in outputs.items()}
+
+
+class _FlatCall:
+    """The signature's graph called with flat tensors: what `function(**inputs)` runs.
+
+    A loaded signature's `__call__` binds keyword arguments against its structured input
+    signature, re-resolves every captured variable handle and repacks the outputs on each
+    call: about 0.3 ms of Python per call on a small model (a third of a digits CNN
+    call), more with many variables. The argument order, the captures and the output
+    names are fixed once the model is loaded, so they are resolved here, once. Inputs are
+    checked against the SignatureDef before they get here (dtype, rank, fixed dims), which
+    is the check the structured call would make.
+
+    `build` returns None (and `Signature` keeps the structured call) for anything but the
+    plain case: tensor inputs and a dict of tensor outputs whose specs agree with the
+    SignatureDef, plain (non-distributed) captures, and no TensorFlow internals missing.
+    """
+
+    __slots__ = ("_call", "_captures", "_keywords", "_output_keys")
+
+    def __init__(self, call, captures: list, keywords: list, output_keys: list):
+        self._call, self._captures, self._keywords, self._output_keys = call, captures, keywords, output_keys
+
+    @classmethod
+    def build(cls, function, input_specs: Mapping):
+        try:
+            inference = function._inference_function  # pylint: disable=protected-access
+            keywords = list(function._arg_keywords)  # pylint: disable=protected-access
+            args, kwargs = function.structured_input_signature
+            outputs = function.structured_outputs
+            flat_outputs = list(inference.function_type.flat_outputs)
+            captures = list(function.captured_inputs)
+            call = inference.call_flat
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if args or sorted(kwargs) != sorted(keywords) or sorted(keywords) != sorted(input_specs):
+            return None
+        for key in keywords:
+            spec = kwargs[key]
+            want = input_specs[key]
+            if not isinstance(spec, tf.TensorSpec) or spec.dtype.as_datatype_enum != want.dtype:
+                return None
+            if want.shape is None or spec.shape.rank != len(want.shape) or any(
+                dim is not None and dim != want_dim for dim, want_dim in zip(spec.shape.as_list(), want.shape)
+            ):
+                return None  # the SignatureDef check would not cover what the graph expects
+        if not isinstance(outputs, dict) or not all(isinstance(spec, tf.TensorSpec) for spec in outputs.values()):
+            return None
+        output_keys = sorted(outputs)  # tf.nest flattens a dict in sorted key order
+        if len(flat_outputs) != len(output_keys) or any(
+            getattr(flat, "dtype", None) != outputs[key].dtype for flat, key in zip(flat_outputs, output_keys)
+        ):
+            return None
+        if not all(isinstance(capture, tf.Tensor) for capture in captures):
+            return None  # e.g. distributed variables: their handles are resolved per call
+        return cls(call, captures, keywords, output_keys)
+
+    def __call__(self, arrays: Mapping) -> dict:
+        flat = self._call(*[tf.constant(arrays[key]) for key in self._keywords], *self._captures)
+        return {key: value.numpy() for key, value in zip(self._output_keys, flat)}

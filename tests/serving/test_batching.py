@@ -119,3 +119,38 @@ def test_batching_parameters_text_proto():
         BatchingOptions(max_batch_size=0)
     with pytest.raises(ValueError, match="BatchingParameters"):
         BatchingOptions.from_text("max_batch_size: 3")
+
+
+def test_with_two_batch_threads_both_run_while_callers_wait():
+    """32 closed-loop callers, 2 batch threads: each batch takes one thread's share (16),
+    both threads run batches, and no waiting leader misses that its rows have arrived."""
+    lock, spans, sizes = threading.Lock(), [], []
+
+    def run(arrays):
+        start = time.monotonic()
+        time.sleep(0.02)
+        with lock:
+            spans.append((start, time.monotonic()))
+            sizes.append(len(arrays["x"]))
+        return {"y": arrays["x"] * 2}
+
+    batcher = Batcher(run, BatchingOptions(max_batch_size=32, batch_timeout_micros=10_000, num_batch_threads=2))
+    stop = time.monotonic() + 1.5
+    done = [0]
+
+    def caller():
+        while time.monotonic() < stop:
+            batcher.submit({"x": np.ones((1, 3), dtype=np.int64)}, 1)
+            with lock:
+                done[0] += 1
+
+    threads = [threading.Thread(target=caller) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert done[0] == sum(sizes)
+    overlapping = sum(any(s < end and start < e for j, (s, e) in enumerate(spans) if j != i) for i, (start, end) in enumerate(spans))
+    assert overlapping > 0, sizes  # the two batch threads did run at the same time
+    assert max(sizes) <= 16  # each thread takes its share of the 32 callers
+    assert len(spans) >= 60, sizes  # back to back (20 ms each), no leader sitting out its timeout
