@@ -40,6 +40,7 @@ from components.optimize.onnx_export import EngineUnsupportedError, build_tensor
 from components.optimize.parity import ParityResult, check_parity, check_saved_model_parity, saved_model_predictor, worst_of
 from components.optimize.trt import convert_with_tf_trt
 from components.train.export import IMAGES_SIGNATURE, LABEL_ASSET
+from serving.server.servable import read_signature_defs
 
 SERVING_DIR = "Format-Serving"
 RESULT_FILE = "optimizer.json"
@@ -134,16 +135,6 @@ def _run_tensorrt(run: _Run) -> dict:
     return result
 
 
-def signature_names(model_dir: str) -> set[str]:
-    """Signature names in a SavedModel, read from saved_model.pb without loading the model."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    sm = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
-        sm.ParseFromString(f.read())
-    return {name for mg in sm.meta_graphs for name in mg.signature_def}
-
-
 ENGINE_RUNNERS: dict[str, Callable[[_Run], dict]] = {"tf-trt": _run_tf_trt, "onnx": _run_onnx, "tensorrt": _run_tensorrt}
 
 
@@ -169,9 +160,9 @@ def _engine_result(model_dir: str, eval_split_dir: str | None, output_uri: str, 
         return {"status": "skipped", "reason": why_not}
     if eval_split_dir is None:
         return {"status": "skipped", "engine": engine, "reason": f"the examples have no '{EVAL_SPLIT}' split, so parity cannot be checked; give ModelOptimizer examples with Split-{EVAL_SPLIT}"}
-    if IMAGES_SIGNATURE not in signature_names(model_dir):
-        return {"status": "skipped", "engine": engine, "reason": f"the model has no {IMAGES_SIGNATURE} signature (a text model); the TensorRT and ONNX paths optimize image models only"}
     try:
+        if IMAGES_SIGNATURE not in read_signature_defs(model_dir):
+            return {"status": "skipped", "engine": engine, "reason": f"the model has no {IMAGES_SIGNATURE} signature (a text model); the TensorRT and ONNX paths optimize image models only"}
         eval_inputs = read_eval_inputs(eval_split_dir, max(config.parity_examples, config.calibration_examples), serving_image_shape(model_dir))
         if len(eval_inputs) == 0:
             raise FileNotFoundError(f"{eval_split_dir} holds no examples")

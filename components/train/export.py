@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.transform.preprocessing import (
-    IMAGE_KEY, MEAN_KEY, MODEL_INPUT_KEYS, STD_KEY, TEXT_KEY, standardize_images,
+    IMAGE_KEY, MEAN_KEY, MODEL_INPUT_KEYS, STD_KEY, TEXT_KEY, decode_images, standardize_images,
 )
 
 EXAMPLES_SIGNATURE = "serving_default"
@@ -58,11 +58,6 @@ class RawTransform:
     def __init__(self, raw_feature_spec: Mapping[str, tf.io.FixedLenFeature] | None = None, layer=None):
         self.raw_feature_spec = dict(raw_feature_spec or {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
         self.layer = layer
-
-
-def _png_to_uint8(png: tf.Tensor, image_shape) -> tf.Tensor:
-    png = tf.reshape(png, [-1])
-    return tf.map_fn(lambda b: tf.io.decode_png(b, channels=image_shape[-1]), png, fn_output_signature=tf.TensorSpec(image_shape, tf.uint8))
 
 
 def _image_stats(transform: RawTransform, image_shape) -> tuple[float, float] | None:
@@ -96,7 +91,7 @@ class ServingModule(tf.Module):
 
     def _to_model_input(self, raw: dict) -> tf.Tensor:
         if self.transform_layer is None:
-            return standardize_images(_png_to_uint8(raw[IMAGE_KEY], self._image_shape), 0.0, 1.0)
+            return standardize_images(decode_images(raw[IMAGE_KEY], self._image_shape), 0.0, 1.0)
         return self.transform_layer(raw)[MODEL_INPUT_KEYS[self._modality]]
 
     def _predict(self, model_input: tf.Tensor):

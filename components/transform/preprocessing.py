@@ -24,7 +24,6 @@ MEAN_KEY, STD_KEY = "image_mean", "image_std"
 VOCABULARY_NAME = "tokens"
 PAD_ID, OOV_ID, FIRST_WORD_ID = 0, 1, 2
 
-RAW_KEYS = {"image": IMAGE_KEY, "text": TEXT_KEY}  # raw feature per modality
 MODEL_INPUT_KEYS = {"image": IMAGE_KEY, "text": TOKENS_KEY}  # transformed feature the model reads
 
 

@@ -90,11 +90,14 @@ class ModelServerProcess:
 
         with ModelServerProcess("digits", "/tmp/base/digits", "/tmp/server.log") as server:
             server.port, server.exit_code, server.log_tail()
+
+    `rest=True` also opens the REST API on a free port (`server.rest_port`).
     """
 
-    def __init__(self, model_name: str, model_base_path: str, log_path: str):
+    def __init__(self, model_name: str, model_base_path: str, log_path: str, *, rest: bool = False):
         self.model_name, self.model_base_path, self.log_path = model_name, model_base_path, log_path
         self.port = _free_port()
+        self.rest_port = _free_port() if rest else 0  # 0: no REST API
         self.engine = "tensorflow_model_server" if shutil.which(MODEL_SERVER_BINARY) else "embedded"
         self._proc = None
 
@@ -103,7 +106,7 @@ class ModelServerProcess:
             f"--port={self.port}",
             f"--model_name={self.model_name}",
             f"--model_base_path={self.model_base_path}",
-            "--rest_api_port=0",
+            f"--rest_api_port={self.rest_port}",
             "--max_num_load_retries=0",  # a model that fails once fails validation
             "--file_system_poll_wait_seconds=0",  # one version, loaded once
         ]

@@ -22,7 +22,7 @@ DEFAULT_SIGNATURE = "serving_default"
 def read_signature_defs(path: str):
     """The `signature_def` map of the `serve` MetaGraphDef in `path/saved_model.pb`."""
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:  # local or gs://
         saved_model.ParseFromString(f.read())
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:

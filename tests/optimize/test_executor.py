@@ -89,3 +89,26 @@ def test_onnx_parity_failure_passes_the_original_and_writes_no_onnx(tmp_path, sa
     assert result["parity"]["max_prob_diff"] > 0.0 and not result["parity"]["passed"]
     assert not (tmp_path / ONNX_FILE).exists()
     assert_original_passed_through(saved_model_dir, tmp_path)
+
+
+@needs_onnx
+def test_model_without_serving_images_is_skipped_not_failed(tmp_path, saved_model_dir, eval_split_dir):
+    """A text model has serving_text, not serving_images: ONNX/TensorRT do not apply; say so."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    text_like = str(tmp_path / "text_like")
+    shutil.copytree(saved_model_dir, text_like)
+    pb = os.path.join(text_like, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        del meta_graph.signature_def["serving_images"]
+    with open(pb, "wb") as f:
+        f.write(saved_model.SerializeToString())
+    out = tmp_path / "out"
+    result = run(text_like, eval_split_dir, out, engine="onnx")
+    assert result["status"] == "skipped" and "has no serving_images signature (a text model)" in result["reason"]
+    assert_original_passed_through(text_like, out)

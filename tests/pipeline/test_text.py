@@ -6,10 +6,8 @@ the pushed model with `python -m serving serve` and calls it over gRPC and REST.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ import yaml
 from components.ingest.sources import DataSourceError, open_source
 from components.transform.preprocessing import OOV_ID, PAD_ID, pad_ids, preprocessing_fn, tokenize
 from pipeline.build import check_data_fits_model
-from pipeline.config import ConfigError, load_config, validate_config
+from pipeline.config import ConfigError, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "reviews_bilstm.yaml")
@@ -114,16 +112,9 @@ def test_text_settings_are_validated():
 
 
 # ---------------------------------------------------------------- end to end
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("text_e2e")
-    cfg = load_config(CONFIG)
     with open(CONFIG) as f:
         raw = yaml.safe_load(f)
     raw["runs_dir"] = str(tmp / "runs")
@@ -134,7 +125,7 @@ def text_run(tmp_path_factory):
         [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--summary-json", str(summary), "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
     )
-    return {"code": proc.returncode, "log": proc.stdout + proc.stderr, "runs": raw["runs_dir"], "cfg": cfg,
+    return {"code": proc.returncode, "log": proc.stdout + proc.stderr, "runs": raw["runs_dir"],
             "summary": json.loads(summary.read_text()) if summary.exists() else None}
 
 
@@ -149,38 +140,25 @@ def test_text_pipeline_trains_blesses_and_pushes(text_run):
     assert summary["optimizer"]["status"] == "skipped", summary["optimizer"]
 
 
-def test_pushed_text_model_answers_over_grpc_and_rest(text_run):
+def test_pushed_text_model_answers_over_grpc_and_rest(text_run, tmp_path):
     """The pushed model, served by the embedded server: serving_text agrees with serving_default."""
+    import grpc
     from serving.client import RestClient, ServingClient
 
     from components.ingest.executor import make_example
+    from components.validate.infra_executor import ModelServerProcess, wait_until_available
 
     assert text_run["code"] == 0, text_run["log"][-2000:]
     base = os.path.join(text_run["runs"], "serving", "reviews")
-    grpc_port, rest_port = _free_port(), _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving", "serve", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-         "--model_name", "reviews", "--model_base_path", base],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     texts = ["the acting was not bad at all, really wonderful", "a dull and boring plot. i did not find it good"]
-    try:
-        with ServingClient(f"127.0.0.1:{grpc_port}", timeout=5.0, retries=3) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    by_text = client.predict_text("reviews", texts)
-                    break
-                except Exception:  # noqa: BLE001  (still loading)
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise
-                    time.sleep(0.5)
-            examples = [make_example(t.encode(), 0, "neg", key="text") for t in texts]
+    examples = [make_example(t.encode(), 0, "neg", key="text") for t in texts]
+    with ModelServerProcess("reviews", base, str(tmp_path / "server.log"), rest=True) as server:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            wait_until_available(server, channel, timeout_seconds=120)
+        with ServingClient(f"127.0.0.1:{server.port}", timeout=10.0) as client:
+            by_text = client.predict_text("reviews", texts)
             by_examples = client.predict_examples("reviews", examples)
-        by_rest = RestClient(f"http://127.0.0.1:{rest_port}", timeout=10.0).predict_text("reviews", texts)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        by_rest = RestClient(f"http://127.0.0.1:{server.rest_port}", timeout=10.0).predict_text("reviews", texts)
     assert by_text.classes[0] == ["neg", "pos"]
     np.testing.assert_allclose(by_text.probabilities, by_examples.probabilities, atol=1e-5)
     np.testing.assert_allclose(by_text.probabilities, by_rest.probabilities, atol=1e-5)
