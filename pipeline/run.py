@@ -175,8 +175,8 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
         pushed = pusher["outputs"]["pushed_model"][0]
         if _prop(pushed, "pushed") == 1:
             info = {"model_name": _prop(pushed, "model_name"), "version": _prop(pushed, "pushed_version"), "path": _prop(pushed, "pushed_destination")}
-            if pusher["execution"].last_known_state == _STATE.CACHED:
-                summary["already_pushed"] = info  # nothing new was pushed this run
+            if pusher["execution"].last_known_state == _STATE.CACHED or _prop(pushed, "already_pushed") == 1:
+                summary["already_pushed"] = info  # nothing new was pushed this run (cached, or a rerun found its push)
             else:
                 summary["pushed"] = info
         else:

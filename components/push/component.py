@@ -2,7 +2,9 @@
 
 Pushes only when the Evaluator blessed the model and, when given, the infra validator
 blessed it too. Output `pushed_model` carries `pushed` (0/1), `pushed_version`,
-`pushed_destination` and, when not pushed, `not_pushed_reason`.
+`pushed_destination`, `already_pushed` (1 when this model was already that version, e.g.
+a rerun after a crash right after the rename: no second copy is made) and, when not pushed,
+`not_pushed_reason`.
 """
 from __future__ import annotations
 
@@ -38,12 +40,18 @@ class Executor(base_executor.BaseExecutor):
             pushed.set_string_custom_property("not_pushed_reason", "; ".join(reasons))
             log.warning("not pushed: %s", "; ".join(reasons))
             return
-        version, path = publish(path_utils.serving_model_path(model.uri), exec_properties["serving_base"], exec_properties["model_name"])
+        version, path, already = publish(
+            path_utils.serving_model_path(model.uri), exec_properties["serving_base"], exec_properties["model_name"], source=model.uri
+        )
         pushed.set_int_custom_property("pushed", 1)
+        pushed.set_int_custom_property("already_pushed", int(already))
         pushed.set_int_custom_property("pushed_version", version)
         pushed.set_string_custom_property("pushed_destination", path)
         pushed.set_string_custom_property("model_name", exec_properties["model_name"])
-        log.info("pushed %s version %d to %s", exec_properties["model_name"], version, path)
+        if already:
+            log.info("not pushed again: %s version %d (%s) already holds this model", exec_properties["model_name"], version, path)
+        else:
+            log.info("pushed %s version %d to %s", exec_properties["model_name"], version, path)
 
 
 class AtomicPusherSpec(ComponentSpec):
