@@ -21,11 +21,12 @@ def _run(argv: list[str]) -> int:
     from pipeline import logs
 
     logs.configure(args.verbosity)
-    from pipeline.config import ConfigError, load_config
+    from pipeline.config import ConfigError, load_config, make_output_dirs
     from components.ingest.sources import DataSourceError
 
     try:
         cfg = load_config(args.config)
+        make_output_dirs(cfg)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

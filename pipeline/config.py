@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import re
 from typing import Any
@@ -26,6 +27,9 @@ class ConfigError(ValueError):
 # A field is (types, default, allowed-values-or-None). A nested dict is a section.
 # `REQUIRED` marks fields without a default.
 REQUIRED = object()
+# A typo guard, far above real schedules (ResNets run 90-200 epochs, ViTs 300, small-data
+# runs a few thousand): 10**12 epochs is a run that never ends, not an experiment.
+MAX_EPOCHS = 100_000
 ANY_DICT = "any-dict"  # free-form mapping, validated by the component that owns it
 
 SCHEMA: dict[str, Any] = {
@@ -122,6 +126,8 @@ def _check(section: dict, schema: dict, path: str) -> dict:
             raise ConfigError(f"config key '{where}' has bad value {value!r}: expected {_type_names(types)}")
         if not isinstance(value, types):
             raise ConfigError(f"config key '{where}' has bad value {value!r}: expected {_type_names(types)}")
+        if isinstance(value, float) and not math.isfinite(value):  # YAML `.inf` / `.nan`
+            raise ConfigError(f"config key '{where}' has bad value {value!r}: expected a finite number")
         if isinstance(allowed, tuple) and value not in allowed:
             raise ConfigError(
                 f"config key '{where}' has bad value {value!r}. Allowed values: {', '.join(map(str, allowed))}"
@@ -146,6 +152,15 @@ def _check_semantics(cfg: dict) -> None:
     splits = data["splits"]
     if set(splits) != {"train", "eval", "test"}:
         bad("data.splits", splits, "map exactly the output splits train, eval and test to source split names")
+    for key, value in splits.items():
+        if not isinstance(value, str) or not value:
+            bad(f"data.splits.{key}", value, "expected a source split name (a string), e.g. train, validation or 'train[:80%]'")
+    for i, name in enumerate(data["label_names"] or []):
+        if not isinstance(name, str) or not name:
+            bad(f"data.label_names[{i}]", name, "expected a class name (a non-empty string)")
+    for i, arg in enumerate(cfg["beam_args"]):
+        if not isinstance(arg, str) or not arg.startswith("--"):
+            bad(f"beam_args[{i}]", arg, "expected a Beam pipeline option string such as '--direct_num_workers=1'")
     if data["source"] in ("image_folder", "tfrecord") and not data["root"]:
         raise ConfigError(f"missing config key 'data.root': data.source '{data['source']}' needs the folder to read")
     shape = data["image_shape"]
@@ -159,8 +174,12 @@ def _check_semantics(cfg: dict) -> None:
     for key in ("epochs", "batch_size", "checkpoint_every_steps"):
         if train[key] < 1:
             bad(f"train.{key}", train[key], "expected an integer >= 1")
+    if train["epochs"] > MAX_EPOCHS:
+        bad("train.epochs", train["epochs"], f"expected at most {MAX_EPOCHS:,} (a typo? long schedules run a few thousand)")
     if train["learning_rate"] <= 0:
-        bad("train.learning_rate", train["learning_rate"], "expected a number > 0")
+        bad("train.learning_rate", train["learning_rate"], "expected a finite number > 0")
+    if not 0 <= train["warmup_epochs"] <= train["epochs"]:
+        bad("train.warmup_epochs", train["warmup_epochs"], f"expected a number in [0, train.epochs = {train['epochs']}]")
     if not 0 <= train["label_smoothing"] < 1:
         bad("train.label_smoothing", train["label_smoothing"], "expected a number in [0, 1)")
     for key in ("accuracy_lower_bound", "per_class_recall_lower_bound"):
@@ -169,6 +188,11 @@ def _check_semantics(cfg: dict) -> None:
     for i, m in enumerate(ev["metrics"]):
         if not isinstance(m, dict) or "name" not in m or not ({"lower_bound", "upper_bound"} & set(m)) or set(m) - {"name", "lower_bound", "upper_bound"}:
             bad(f"evaluate.metrics[{i}]", m, "expected {name: <TFMA metric class>, lower_bound: x and/or upper_bound: y}")
+        if not isinstance(m["name"], str):
+            bad(f"evaluate.metrics[{i}].name", m["name"], "expected a TFMA or Keras metric class name, e.g. AUC")
+        for bound in {"lower_bound", "upper_bound"} & set(m):
+            if isinstance(m[bound], bool) or not isinstance(m[bound], (int, float)) or not math.isfinite(m[bound]):
+                bad(f"evaluate.metrics[{i}].{bound}", m[bound], "expected a finite number")
 
 
 def validate_config(raw: dict) -> dict:
@@ -211,6 +235,14 @@ def validate_config(raw: dict) -> dict:
         parse_infra_config(cfg["infra_validation"])
     except ValueError as e:
         raise ConfigError(f"config key 'infra_validation': {e}") from None
+    if cfg["evaluate"]["metrics"]:  # TFMA loads in seconds: only when the config names a metric
+        from components.evaluate.eval_config import check_metric_name
+
+        for i, metric in enumerate(cfg["evaluate"]["metrics"]):
+            try:
+                check_metric_name(metric["name"])
+            except ValueError as e:
+                raise ConfigError(f"config key 'evaluate.metrics[{i}].name': {e}") from None
     from components.optimize import OptimizeConfigError, validate_optimize_config
 
     try:
@@ -220,7 +252,38 @@ def validate_config(raw: dict) -> dict:
     runs = cfg["runs_dir"]
     cfg["data"]["data_dir"] = os.path.expanduser(cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets"))
     cfg["push"]["serving_base"] = cfg["push"]["serving_base"] or os.path.join(runs, "serving")
+    for key, path in _output_dirs(cfg).items():
+        _check_creatable_dir(key, path)
     return cfg
+
+
+def _output_dirs(cfg: dict) -> dict[str, str]:
+    return {"runs_dir": cfg["runs_dir"], "data.data_dir": cfg["data"]["data_dir"], "push.serving_base": cfg["push"]["serving_base"]}
+
+
+def _check_creatable_dir(key: str, path: str) -> None:
+    """ConfigError unless `path` is a directory or could be created (nothing is created here)."""
+    if "://" in path:  # gs://, s3://: checked by the filesystem that serves it
+        return
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        what = "is a file" if probe == os.path.abspath(path) else f"is under '{probe}', which is not a directory"
+        raise ConfigError(f"config key '{key}' has bad value {path!r}: it {what}; point it at a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"config key '{key}' has bad value {path!r}: '{probe}' is not writable; choose a directory you can write to")
+
+
+def make_output_dirs(cfg: dict) -> None:
+    """Create the run's directories up front: a path the OS refuses is a config error, not a failed run."""
+    for key, path in _output_dirs(cfg).items():
+        if "://" in path:
+            continue
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"config key '{key}' has bad value {path!r}: cannot create it ({e.strerror or e}); choose a directory you can write to") from None
 
 
 def read_yaml_file(path: str, what: str, example: str, error=None):
@@ -228,11 +291,16 @@ def read_yaml_file(path: str, what: str, example: str, error=None):
     error = error or ConfigError
     if not os.path.isfile(path):
         raise error(f"{what} '{path}' does not exist (see {example} for an example)")
-    with open(path) as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise error(f"{what} '{path}' is not valid YAML: {e}") from None
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+        return yaml.safe_load(text)
+    except UnicodeDecodeError as e:
+        raise error(f"{what} '{path}' is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        raise error(f"{what} '{path}' is not valid YAML: {e}") from None
+    except OSError as e:
+        raise error(f"{what} '{path}' cannot be read: {e.strerror or e}") from None
 
 
 def load_config(path: str) -> dict:

@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-import yaml
 from croniter import croniter
 
 DEFAULT_LOCK_DIR = "runs/locks"
@@ -101,10 +100,9 @@ def pipeline_name_for(config_path: str | os.PathLike) -> str:
     path = Path(config_path)
     if not path.is_file():
         raise ScheduleError(f"config {path} does not exist: pass --config path/to/pipeline.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ScheduleError(f"config {path} is not valid YAML ({error}); fix the file") from None
+    from pipeline.config import read_yaml_file  # one reader: bad YAML, non-UTF-8, unreadable
+
+    data = read_yaml_file(str(path), "config", "configs/digits_cnn.yaml", error=ScheduleError)
     name = data.get("pipeline_name") if isinstance(data, dict) else None
     return validate_pipeline_name(str(name) if name else path.stem)
 

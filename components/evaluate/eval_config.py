@@ -28,6 +28,32 @@ def _gated(class_name: str, threshold: tfma.MetricThreshold) -> tfma.MetricConfi
     )
 
 
+def check_metric_name(name: str) -> None:
+    """ValueError unless TFMA can build metric `name` the way the Evaluator will.
+
+    TFMA resolves a MetricConfig's class_name in its own registry (`metric_types.register_metric`)
+    first, then as a Keras metric (`tf_keras.metrics`); `metric_instance` is that resolution."""
+    import difflib
+
+    import tf_keras
+    from tensorflow_model_analysis.metrics import metric_specs, metric_types
+
+    try:
+        metric_specs.metric_instance(config_pb2.MetricConfig(class_name=name))
+        return
+    except Exception as e:  # noqa: BLE001 (Keras deserialization raises ValueError, TypeError, ...)
+        reason = str(e).split(". ")[0]
+    known = set(metric_types.registered_metrics()) | {
+        n for n, c in vars(tf_keras.metrics).items() if isinstance(c, type) and issubclass(c, tf_keras.metrics.Metric)}
+    if name in known:  # a real metric that needs arguments a threshold entry cannot give
+        raise ValueError(f"metric {name!r} cannot be built without arguments ({reason})")
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    raise ValueError(
+        f"unknown metric {name!r}: neither a TFMA metric (tfma.metrics) nor a Keras metric class (tf_keras.metrics)"
+        + (f"; did you mean {', '.join(close)}?" if close else f"; e.g. {ACCURACY}, AUC, Precision, Recall")
+    )
+
+
 def build_eval_config(evaluate: dict, num_classes: int) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(value_threshold=_value_threshold(lower=evaluate["accuracy_lower_bound"]))
     if evaluate["max_accuracy_drop"] is not None:
