@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, validate_config
+from pipeline.config import MAX_EPOCHS, ConfigError, load_config, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _is_pipeline_config(name: str) -> bool:  # configs/ also holds e.g. thresholds.yaml for `validate`
@@ -44,6 +44,19 @@ def test_default_config_fills_defaults():
         (lambda c: c["evaluate"].update(accuracy_lower_bound=1.5), ["evaluate.accuracy_lower_bound", "[0, 1]"]),
         (lambda c: c["data"].update(splits={"train": "train"}), ["data.splits", "train, eval and test"]),
         (lambda c: c.pop("pipeline_name"), ["missing required config key 'pipeline_name'"]),
+        # absurd or hostile values (issue 11)
+        (lambda c: c.update(beam_args=[1, 2]), ["beam_args[0]", "1", "'--direct_num_workers=1'"]),
+        (lambda c: c.update(beam_args=["direct_num_workers=1"]), ["beam_args[0]", "'direct_num_workers=1'", "Beam pipeline option"]),
+        (lambda c: c["data"].update(splits={"train": 5, "eval": "validation", "test": "test"}), ["data.splits.train", "5", "source split name"]),
+        (lambda c: c["data"].update(label_names=["a", None]), ["data.label_names[1]", "None", "class name"]),
+        (lambda c: c["train"].update(epochs=1000000000000), ["train.epochs", "1000000000000", f"at most {MAX_EPOCHS:,}"]),
+        (lambda c: c["train"].update(learning_rate=float("inf")), ["train.learning_rate", "inf", "finite"]),
+        (lambda c: c["train"].update(learning_rate=float("nan")), ["train.learning_rate", "nan", "finite"]),
+        (lambda c: c["train"].update(momentum=float("-inf")), ["train.momentum", "-inf", "finite"]),
+        (lambda c: c["train"].update(warmup_epochs=-5), ["train.warmup_epochs", "-5", "[0, train.epochs = 30]"]),
+        (lambda c: c["train"].update(warmup_epochs=31), ["train.warmup_epochs", "31", "[0, train.epochs = 30]"]),
+        (lambda c: c["evaluate"].update(metrics=[{"name": "AUC", "lower_bound": float("nan")}]), ["evaluate.metrics[0].lower_bound", "nan", "finite"]),
+        (lambda c: c["evaluate"].update(metrics=[{"name": 7, "lower_bound": 0.5}]), ["evaluate.metrics[0].name", "7", "metric class name"]),
     ],
 )
 def test_bad_config_errors_name_key_value_and_fix(mutate, words):

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, MAX_EPOCHS, load_config, make_output_dirs, validate_config
+from pipeline.config import ConfigError, load_config, make_output_dirs, validate_config
 from tests.pipeline.test_config import REPO, base
 
 
@@ -75,32 +75,6 @@ def test_make_output_dirs_creates_the_run_directories(tmp_path):
     cfg = validate_config(cfg)
     make_output_dirs(cfg)
     assert os.path.isdir(tmp_path / "runs" / "tensorflow_datasets") and os.path.isdir(tmp_path / "runs" / "serving")
-
-
-@pytest.mark.parametrize(
-    "mutate, words",
-    [
-        (lambda c: c.update(beam_args=[1, 2]), ["beam_args[0]", "1", "'--direct_num_workers=1'"]),
-        (lambda c: c.update(beam_args=["direct_num_workers=1"]), ["beam_args[0]", "'direct_num_workers=1'", "Beam pipeline option"]),
-        (lambda c: c["data"].update(splits={"train": 5, "eval": "validation", "test": "test"}), ["data.splits.train", "5", "source split name"]),
-        (lambda c: c["data"].update(label_names=["a", None]), ["data.label_names[1]", "None", "class name"]),
-        (lambda c: c["train"].update(epochs=1000000000000), ["train.epochs", "1000000000000", f"at most {MAX_EPOCHS:,}"]),
-        (lambda c: c["train"].update(learning_rate=float("inf")), ["train.learning_rate", "inf", "finite"]),
-        (lambda c: c["train"].update(learning_rate=float("nan")), ["train.learning_rate", "nan", "finite"]),
-        (lambda c: c["train"].update(momentum=float("-inf")), ["train.momentum", "-inf", "finite"]),
-        (lambda c: c["train"].update(warmup_epochs=-5), ["train.warmup_epochs", "-5", "[0, train.epochs = 30]"]),
-        (lambda c: c["train"].update(warmup_epochs=31), ["train.warmup_epochs", "31", "[0, train.epochs = 30]"]),
-        (lambda c: c["evaluate"].update(metrics=[{"name": "AUC", "lower_bound": float("nan")}]), ["evaluate.metrics[0].lower_bound", "nan", "finite"]),
-        (lambda c: c["evaluate"].update(metrics=[{"name": 7, "lower_bound": 0.5}]), ["evaluate.metrics[0].name", "7", "metric class name"]),
-    ],
-)
-def test_absurd_values_are_refused(mutate, words):
-    cfg = base()
-    mutate(cfg)
-    with pytest.raises(ConfigError) as e:
-        validate_config(cfg)
-    for w in words:
-        assert w in str(e.value), (w, str(e.value))
 
 
 def test_yaml_inf_is_refused_when_loaded(tmp_path):
