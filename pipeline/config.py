@@ -253,7 +253,7 @@ def validate_config(raw: dict) -> dict:
     cfg["data"]["data_dir"] = os.path.expanduser(cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets"))
     cfg["push"]["serving_base"] = cfg["push"]["serving_base"] or os.path.join(runs, "serving")
     for key, path in _output_dirs(cfg).items():
-        _check_creatable_dir(key, path)
+        _check_not_a_file(key, path)
     return cfg
 
 
@@ -261,8 +261,9 @@ def _output_dirs(cfg: dict) -> dict[str, str]:
     return {"runs_dir": cfg["runs_dir"], "data.data_dir": cfg["data"]["data_dir"], "push.serving_base": cfg["push"]["serving_base"]}
 
 
-def _check_creatable_dir(key: str, path: str) -> None:
-    """ConfigError unless `path` is a directory or could be created (nothing is created here)."""
+def _check_not_a_file(key: str, path: str) -> None:
+    """ConfigError if `path`, or a parent of it, is a file here. Nothing is created or required to
+    be writable: `compile` validates configs meant for other machines (`make_output_dirs` does that for `run`)."""
     if "://" in path:  # gs://, s3://: checked by the filesystem that serves it
         return
     probe = os.path.abspath(path)
@@ -271,8 +272,6 @@ def _check_creatable_dir(key: str, path: str) -> None:
     if not os.path.isdir(probe):
         what = "is a file" if probe == os.path.abspath(path) else f"is under '{probe}', which is not a directory"
         raise ConfigError(f"config key '{key}' has bad value {path!r}: it {what}; point it at a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"config key '{key}' has bad value {path!r}: '{probe}' is not writable; choose a directory you can write to")
 
 
 def make_output_dirs(cfg: dict) -> None:

@@ -117,3 +117,13 @@ def test_scheduler_reads_a_non_utf8_config_as_a_clear_error(tmp_path):
     path.write_bytes("pipeline_name: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(ScheduleError, match="not UTF-8 text.*save it as UTF-8"):
         pipeline_name_for(path)
+
+
+def test_a_directory_the_os_refuses_is_a_config_error_before_the_run(tmp_path):
+    cfg = base()
+    cfg["runs_dir"] = str(tmp_path / "runs")
+    cfg["push"]["serving_base"] = "/proc/no_such_dir/serving"
+    cfg = validate_config(cfg)  # validation creates nothing and needs no write access (compile runs it elsewhere)
+    assert not os.path.exists(tmp_path / "runs")
+    with pytest.raises(ConfigError, match=r"push.serving_base.*'/proc/no_such_dir/serving': cannot create it \(No such file or directory\)"):
+        make_output_dirs(cfg)
