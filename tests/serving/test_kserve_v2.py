@@ -170,6 +170,14 @@ def test_http_infer_matches_tf_serving_predict(http, tfs, binary):
     assert (response["model_name"], response["model_version"], response["id"]) == (MODEL, "2", "req-7")  # highest version by default
 
 
+def test_http_infer_with_compressed_bodies(http, tfs):
+    images = helpers.images(2, seed=16)
+    result = http.infer(MODEL, [_images_input(httpclient, images)],
+                        request_compression_algorithm="gzip", response_compression_algorithm="gzip")
+    expected = _predict(tfs, {"images": images}, "serving_images")
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=0, atol=1e-6)
+
+
 def test_grpc_infer_matches_tf_serving_predict_with_raw_contents(grpc_client, tfs):
     images = helpers.images(4, seed=12)
     result = grpc_client.infer(MODEL, [_images_input(grpcclient, images)], request_id="g-1")
