@@ -283,6 +283,7 @@ def test_http_malformed_bodies_get_json_errors(servers):
         (json.dumps({"inputs": [{**good_input, "shape": [1, 8, 8, -1], "data": [0]}]}).encode(), {}, "negative"),
         (json.dumps({"inputs": [{**good_input, "shape": [1 << 40, 8, 8, 1], "data": [0]}]}).encode(), {}, "byte limit"),
     ]
+    cases.append((b"[" * 100_000 + b"]" * 100_000, {}, "nested too deeply"))
     header = json.dumps({"inputs": [{**good_input, "parameters": {"binary_data_size": 64}}]}).encode()
     cases.append((header + bytes(10), {"Inference-Header-Content-Length": str(len(header))}, "does not fit"))
     cases.append((header + bytes(70), {"Inference-Header-Content-Length": str(len(header))}, "not claimed"))
@@ -291,6 +292,8 @@ def test_http_malformed_bodies_get_json_errors(servers):
         error = json.loads(payload)["error"]
         assert status in (400, 429), (status, error)
         assert message in error, error
+    status, payload = _post(servers.rest_port, path, bytes(17 << 20))  # the app's client_max_size is 16 MiB
+    assert status == 413 and "byte limit" in json.loads(payload)["error"]
 
 
 def test_grpc_typed_contents_and_raw_mixing(servers, tfs):
@@ -304,6 +307,11 @@ def test_grpc_typed_contents_and_raw_mixing(servers, tfs):
     index = [o.name for o in response.outputs].index("probabilities")
     probabilities = np.frombuffer(response.raw_output_contents[index], dtype="<f4").reshape(2, 3)
     np.testing.assert_allclose(probabilities, _predict(tfs, {"images": images}, "serving_images")["probabilities"], atol=1e-6)
+    empty = service_pb2.ModelInferRequest(model_name=MODEL)
+    empty.inputs.add(name="images", datatype="UINT8", shape=[1, 8, 8, 1]).contents.int_contents.append(1)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(empty, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "contents.uint_contents" in error.value.details()
     request.raw_input_contents.append(images.tobytes())
     with pytest.raises(grpc.RpcError) as error:
         stub.ModelInfer(request, timeout=30)

@@ -47,6 +47,10 @@ def _request_inputs(request, max_bytes: int) -> list:
                 convert.numpy_dtype(datatype, name)  # unknown datatype: that error first
                 raise ServingError.invalid_argument(f"input '{name}': {datatype} data can only be sent in raw_input_contents")
             values = getattr(tensor.contents, field)
+            if not values and any(shape) and all(shape):
+                raise ServingError.invalid_argument(
+                    f"input '{name}' has no data: send {datatype} values in contents.{field} or the tensor in raw_input_contents"
+                )
             decode = (lambda n=name, d=datatype, s=shape, v=values: convert.array_from_values(n, d, s, v, max_bytes))
         inputs.append(core.RequestInput(name, datatype, shape, decode))
     return inputs

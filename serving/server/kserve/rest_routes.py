@@ -58,6 +58,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _bad(f"the infer request is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _bad("the infer request's JSON is nested too deeply") from None
     if not isinstance(request, dict):
         raise _bad('the infer request must be a JSON object with "inputs"')
     return request, memoryview(binary)
@@ -196,8 +198,10 @@ def add_kserve_routes(app: web.Application, manager, executor, *, metrics=None, 
             payload, header_length = await asyncio.get_running_loop().run_in_executor(
                 executor, infer_body, manager, options, metrics, name, version, body, request.headers.get(HEADER_LENGTH)
             )
-        except web.HTTPException:
-            raise  # e.g. 413 from client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response(
+                {"error": f"the body exceeds the {request.client_max_size}-byte limit; send smaller batches"}, status=413
+            )
         except Exception as error:  # noqa: BLE001
             return _error(error)
         if header_length is None:
