@@ -36,6 +36,7 @@ from serving.server.metrics import ServingMetrics  # noqa: E402
 from serving.server.model_manager import ManagerOptions, ModelManager  # noqa: E402
 from serving.server.tensors import to_tensor_proto  # noqa: E402
 from tests.serving import helpers  # noqa: E402
+from tests.serving.conftest import start_server  # noqa: E402
 
 MODEL = "digits"
 
@@ -384,3 +385,18 @@ def test_bytes_round_trip_and_truncation():
         convert.array_from_raw("x", "BYTES", [3], raw[:10], 1 << 20)
     with pytest.raises(ServingError, match="left over"):
         convert.array_from_raw("x", "BYTES", [2], raw, 1 << 20)
+
+
+def test_model_server_serves_v2_grpc_beside_tf_serving(exported, tmp_path):
+    helpers.push_version(exported[1], str(tmp_path / MODEL), 1)
+    server = start_server(str(tmp_path / MODEL), kserve_signature_def=f"{MODEL}=serving_images")
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        assert client.is_server_ready() and client.is_model_ready(MODEL, "1")
+        images = helpers.images(2, seed=17)
+        result = client.infer(MODEL, [_images_input(grpcclient, images)])
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        np.testing.assert_allclose(result.as_numpy("probabilities"), _predict(stub, {"images": images}, "serving_images")["probabilities"], atol=1e-6)
+        client.close()
+    finally:
+        server.stop(grace=1.0)
