@@ -45,6 +45,7 @@ class ServerOptions:
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     engine: str = "embedded"
+    kserve_signature_def: str = ""  # KServe v2: SIG or MODEL=SIG,... ("" = serving_default)
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -110,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long in-flight requests may take to finish")
     add("--tensorflow_intra_op_parallelism", type=int, default=0, help="TF intra-op threads (0 = TF's default)")
     add("--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
+    add("--kserve_signature_def", default="",
+        help="signature the KServe v2 API exposes: SIG for every model, MODEL=SIG,... per model (default serving_default)")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:

@@ -23,6 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.server.batching import BatchingOptions
 from serving.server.grpc_services import ModelServicer, PredictionServicer
+from serving.server.kserve import KServeOptions, add_kserve_grpc
 from serving.server.metrics import ServingMetrics
 from serving.server.model_manager import ManagerOptions, ModelManager, single_model_config
 from serving.server.options import ServerOptions
@@ -183,6 +184,7 @@ class ModelServer:
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics), self._grpc)
+        add_kserve_grpc(self._grpc, self.manager, self.metrics, KServeOptions.parse(self.options.kserve_signature_def))
         self._add_health()
         address = _host_port(self.options.host, self.options.port)
         if self.options.ssl_cert:
