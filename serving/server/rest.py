@@ -232,6 +232,10 @@ class _Inflight:
             if self._count == 0:
                 self._idle.notify_all()
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
