@@ -3,7 +3,8 @@
 A before/after check for the REST front end (not a load test; bench/serving.py is that):
 the digits CNN (bench/serving.py's export), `python -m serving serve` in a subprocess,
 N sequential one-image :predict calls on one keep-alive connection, then N on a new
-connection each.
+connection each. Besides wall-clock latency it reports the server process's CPU time per
+request, which other processes on a shared machine disturb far less.
 
     .venv/bin/python bench/rest_sequential.py --requests 200 [--models_dir /tmp/rest-bench]
 """
@@ -45,12 +46,16 @@ def _time(port: int, body: bytes, count: int, keep_alive: bool) -> list:
     return seconds
 
 
-def _summary(seconds: list) -> dict:
+def _measure(process, port: int, body: bytes, count: int, keep_alive: bool) -> dict:
     import numpy as np
+    import psutil
 
-    values = np.asarray(seconds) * 1e3
+    server = psutil.Process(process.pid)
+    cpu_before = sum(server.cpu_times()[:2])
+    values = np.asarray(_time(port, body, count, keep_alive)) * 1e3
+    cpu_ms = (sum(server.cpu_times()[:2]) - cpu_before) * 1e3
     return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3),
-            "req_per_s": round(len(values) / float(values.sum() / 1e3), 1)}
+            "req_per_s": round(len(values) / float(values.sum() / 1e3), 1), "server_cpu_ms_per_req": round(cpu_ms / count, 3)}
 
 
 def main(argv=None) -> int:
@@ -70,8 +75,8 @@ def main(argv=None) -> int:
         _time(rest_port, body, 20, keep_alive=True)  # warm-up
         result = {
             "requests": args.requests,
-            "keep_alive": _summary(_time(rest_port, body, args.requests, keep_alive=True)),
-            "new_connection_each": _summary(_time(rest_port, body, args.requests, keep_alive=False)),
+            "keep_alive": _measure(process, rest_port, body, args.requests, keep_alive=True),
+            "new_connection_each": _measure(process, rest_port, body, args.requests, keep_alive=False),
         }
     finally:
         process.terminate()

@@ -197,10 +197,15 @@ class _Connections(web.Server):
     def connection_made(self, handler, transport) -> None:
         super().connection_made(handler, transport)
         self.last_active[handler] = self._loop.time()
-        excess = len(self._connections) - self.max_connections
+        if len(self._connections) <= self.max_connections:
+            return
+        # Closed connections stay listed until their task ends; count the open ones.
+        open_connections = [c for c in self._connections if c.transport is not None]
+        excess = len(open_connections) - self.max_connections
         if excess <= 0:
             return
-        idle = sorted((c for c in self._connections if c not in self.busy and c is not handler), key=self.last_active.get)
+        idle = sorted((c for c in open_connections if c not in self.busy and c is not handler),
+                      key=lambda c: self.last_active.get(c, 0.0))
         for connection in idle[:excess]:
             connection.force_close()
         if len(idle) < excess:  # every other connection is busy: refuse this one
