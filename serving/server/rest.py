@@ -1,4 +1,4 @@
-"""TF Serving's REST API on the standard library's ThreadingHTTPServer.
+"""TF Serving's REST API on aiohttp, in its own thread and event loop.
 
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
@@ -6,23 +6,32 @@
     POST /v1/models/{name}[...]:classify | :regress              {"examples": [...], "context": {...}}
     GET  /monitoring/prometheus/metrics                           Prometheus text
 
-Errors are `{"error": "..."}` with the HTTP status of the gRPC code. Bodies above
-`max_body_bytes` are refused (413) before they are read; idle connections time out.
+Every error, malformed HTTP included, is `{"error": "..."}` with the HTTP status of its
+gRPC code. The event loop only moves bytes: JSON parsing and model execution run in a
+thread pool (`num_threads`, TF Serving's `--rest_api_num_threads` default of 4 x CPUs).
+Limits: bodies above `max_body_bytes` are refused (413) before they are read, a body
+must arrive within `body_timeout` s, idle connections close after `idle_timeout` s, and
+beyond `max_connections` the longest-idle connections are closed to make room.
 
     server = make_rest_server("127.0.0.1", 8501, manager, metrics, max_body_bytes=16 << 20)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    ...; server.shutdown(); server.drain(10); server.server_close()
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
+import os
 import re
 import socket
 import threading
 import urllib.parse
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, model_pb2, regression_pb2
 
@@ -32,18 +41,34 @@ from serving.server.grpc_services import SIGNATURE_DEF_FIELD
 from serving.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
+IDLE_TIMEOUT_S = 30.0  # keep-alive (and never-used) connections close after this
+BODY_TIMEOUT_S = 30.0  # a body must arrive within this (TF Serving's --rest_api_timeout_in_ms default)
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 1024
+LISTEN_BACKLOG = 1024  # capped by the kernel's net.core.somaxconn
+MAX_VERSION = 2**63 - 1  # versions are int64
+_MAX_ERROR_CHARS = 300
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>[0-9]{1,19})|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$"
 )
+_JSON = "application/json"
 _log = logging.getLogger(__name__)
+
+
+def default_num_threads() -> int:
+    """TF Serving's --rest_api_num_threads default: 4 x the CPUs this process may use."""
+    return 4 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4 * (os.cpu_count() or 1)
 
 
 def _model_spec(match) -> model_pb2.ModelSpec:
     spec = model_pb2.ModelSpec(name=match["name"])
     if match["version"] is not None:
-        spec.version.value = int(match["version"])
+        version = int(match["version"])
+        if version > MAX_VERSION:
+            raise ServingError.invalid_argument(f"version {version} is out of range: versions are int64, at most {MAX_VERSION}")
+        spec.version.value = version
     elif match["label"] is not None:
         spec.version_label = match["label"]
     return spec
@@ -53,133 +78,8 @@ def _to_json(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse the connection
-    server_version = "EmbeddedModelServer"
-    timeout = 60  # seconds a connection may idle or dribble (slow clients cannot pin threads)
-
-    # -- plumbing --------------------------------------------------------------------
-    def log_message(self, fmt, *args):  # access log at debug level, not on stderr
-        _log.debug("%s - %s", self.address_string(), fmt % args)
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_json(self, status: int, payload) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"))
-
-    def _send_error(self, error: ServingError) -> None:
-        self._send_json(error.http_status, {"error": error.message})
-
-    def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported; send Content-Length")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header with the JSON body")
-        if int(length) > self.server.max_body_bytes:
-            raise _HttpError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {length} bytes exceeds the {self.server.max_body_bytes}-byte limit; send smaller batches",
-            )
-        raw = self.rfile.read(int(length))
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ServingError.invalid_argument(f"the body is not valid JSON: {error}") from None
-
-    def _route(self, method: str) -> None:
-        self.server.inflight.acquire()
-        try:
-            self._dispatch(method)
-        finally:
-            self.server.inflight.release()
-
-    def _dispatch(self, method: str) -> None:
-        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-        try:
-            if path == METRICS_PATH and method == "GET" and self.server.metrics_path_enabled:
-                self._send(200, self.server.metrics.exposition(), METRICS_CONTENT_TYPE)
-                return
-            match = _MODEL_PATH.match(path) if not self.server.metrics_only else None
-            if match is None:
-                raise _HttpError(HTTPStatus.NOT_FOUND, f"no route for {method} {path}; see TF Serving's REST API (/v1/models/...)")
-            if method == "GET" and match["verb"] is None:
-                self._get(match)
-            elif method == "POST" and match["verb"] is not None:
-                self._post(match)
-            else:
-                raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
-        except _HttpError as error:
-            self.close_connection = error.status in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED)
-            self._send_json(error.status, {"error": error.message})
-        except ServingError as error:
-            self._send_error(error)
-        except (ConnectionError, socket.timeout):
-            self.close_connection = True
-        except Exception as error:  # noqa: BLE001  (never let a request kill the server)
-            _log.exception("internal error in REST handler")
-            self._send_json(500, {"error": f"internal server error ({type(error).__name__}); see the server log"})
-
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        self._route("GET")
-
-    def do_POST(self):  # noqa: N802
-        self._route("POST")
-
-    # -- API -------------------------------------------------------------------------
-    def _get(self, match) -> None:
-        spec = _model_spec(match)
-        manager, metrics = self.server.manager, self.server.metrics
-        if match["metadata"]:
-            with metrics.track(spec.name, "REST.GetModelMetadata") as call:
-                version = manager.resolve(spec)
-                call.version = version.version
-                response = get_model_metadata_pb2.GetModelMetadataResponse()
-                version.fill_model_spec(response.model_spec)
-                payload = {
-                    "model_spec": _to_json(response.model_spec),
-                    "metadata": {SIGNATURE_DEF_FIELD: _to_json(version.signature_def_map)},
-                }
-        else:
-            with metrics.track(spec.name, "REST.GetModelStatus"):
-                payload = _to_json(manager.status(spec))
-        self._send_json(200, payload)
-
-    def _post(self, match) -> None:
-        spec = _model_spec(match)
-        verb = match["verb"]
-        with self.server.metrics.track(spec.name, f"REST.{verb}") as call:
-            body = self._read_body()
-            version = self.server.manager.resolve(spec)
-            call.version = version.version
-            signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
-            if not isinstance(signature_name, str):
-                raise ServingError.invalid_argument("\"signature_name\" must be a string")
-            if verb == "predict":
-                signature = version.signature(signature_name)
-                arrays, row_format = rest_json.arrays_from_predict_body(signature, body)
-                payload = rest_json.predict_body(signature.run(arrays), row_format)
-            elif verb == "classify":
-                request = classification_pb2.ClassificationRequest()
-                rest_json.examples_input(body, request.input)
-                result = inference.classify(version, _with_signature(request, signature_name)).result
-                payload = {"results": [[[c.label, c.score] for c in row.classes] for row in result.classifications]}
-            else:
-                request = regression_pb2.RegressionRequest()
-                rest_json.examples_input(body, request.input)
-                result = inference.regress(version, _with_signature(request, signature_name)).result
-                payload = {"results": [r.value for r in result.regressions]}
-        self._send_json(200, payload)
-
-
-def _with_signature(request, signature_name: str):
-    request.model_spec.signature_name = signature_name
-    return request
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode("utf-8")
 
 
 class _HttpError(Exception):
@@ -187,6 +87,137 @@ class _HttpError(Exception):
         super().__init__(message)
         self.status = int(status)
         self.message = message
+
+
+class _Api:
+    """The REST API proper, synchronous (runs in the thread pool): request -> (status, body, type)."""
+
+    def __init__(self, manager, metrics, *, metrics_path_enabled: bool, metrics_only: bool):
+        self.manager = manager
+        self.metrics = metrics
+        self.metrics_path_enabled = metrics_path_enabled
+        self.metrics_only = metrics_only
+
+    def handle(self, method: str, path: str, body: bytes | None) -> tuple:
+        try:
+            if path == METRICS_PATH and method == "GET" and self.metrics_path_enabled:
+                return 200, self.metrics.exposition(), METRICS_CONTENT_TYPE
+            match = _MODEL_PATH.match(path) if not self.metrics_only else None
+            if match is None:
+                raise _HttpError(HTTPStatus.NOT_FOUND, f"no route for {method} {path[:200]}; see TF Serving's REST API (/v1/models/...)")
+            if method == "GET" and match["verb"] is None:
+                payload = self._get(match)
+            elif method == "POST" and match["verb"] is not None:
+                payload = self._post(match, body)
+            else:
+                raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path[:200]}")
+            return 200, json.dumps(payload).encode("utf-8"), _JSON
+        except _HttpError as error:
+            return error.status, _error_body(error.message), _JSON
+        except ServingError as error:
+            return error.http_status, _error_body(error.message), _JSON
+        except Exception as error:  # noqa: BLE001  (never let a request kill the server)
+            _log.exception("internal error in REST handler")
+            return 500, _error_body(f"internal server error ({type(error).__name__}); see the server log"), _JSON
+
+    def _get(self, match) -> dict:
+        spec = _model_spec(match)
+        if match["metadata"]:
+            with self.metrics.track(spec.name, "REST.GetModelMetadata") as call:
+                version = self.manager.resolve(spec)
+                call.version = version.version
+                response = get_model_metadata_pb2.GetModelMetadataResponse()
+                version.fill_model_spec(response.model_spec)
+                return {
+                    "model_spec": _to_json(response.model_spec),
+                    "metadata": {SIGNATURE_DEF_FIELD: _to_json(version.signature_def_map)},
+                }
+        with self.metrics.track(spec.name, "REST.GetModelStatus"):
+            return _to_json(self.manager.status(spec))
+
+    def _post(self, match, raw: bytes) -> dict:
+        spec = _model_spec(match)
+        verb = match["verb"]
+        with self.metrics.track(spec.name, f"REST.{verb}") as call:
+            body = rest_json.parse_body(raw)
+            version = self.manager.resolve(spec)
+            call.version = version.version
+            signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+            if not isinstance(signature_name, str):
+                raise ServingError.invalid_argument("\"signature_name\" must be a string")
+            if verb == "predict":
+                signature = version.signature(signature_name)
+                arrays, row_format = rest_json.arrays_from_predict_body(signature, body)
+                return rest_json.predict_body(signature.run(arrays), row_format)
+            if verb == "classify":
+                request = classification_pb2.ClassificationRequest()
+                rest_json.examples_input(body, request.input)
+                result = inference.classify(version, _with_signature(request, signature_name)).result
+                return {"results": [[[c.label, c.score] for c in row.classes] for row in result.classifications]}
+            request = regression_pb2.RegressionRequest()
+            rest_json.examples_input(body, request.input)
+            result = inference.regress(version, _with_signature(request, signature_name)).result
+            return {"results": [r.value for r in result.regressions]}
+
+
+def _with_signature(request, signature_name: str):
+    request.model_spec.signature_name = signature_name
+    return request
+
+
+class _Protocol(RequestHandler):
+    """aiohttp's connection handler, answering malformed HTTP with a JSON error (no traceback)."""
+
+    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
+        if status >= 500:
+            _log.error("REST connection error (%s): %s", status, exc or message)
+            text = "internal server error; see the server log"
+        else:
+            _log.debug("bad HTTP request from %s: %s", request.remote, message or exc)
+            text = f"bad HTTP request: {str(message or exc or HTTPStatus(status).phrase)[:_MAX_ERROR_CHARS]}"
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response is already being sent; cannot send an error")
+        response = web.Response(status=status, body=_error_body(text), headers={"Content-Type": _JSON})
+        response.force_close()
+        return response
+
+
+class _Connections(web.Server):
+    """aiohttp's low-level server plus a connection cap that evicts the longest-idle first."""
+
+    def __init__(self, handler, *, max_connections: int, loop, **kwargs):
+        super().__init__(handler, loop=loop, **kwargs)
+        self.max_connections = max_connections
+        self.busy: set = set()  # connections inside a request
+        self.last_active: dict = {}  # connection -> loop time of its last request end (or connect)
+
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler, transport) -> None:
+        super().connection_made(handler, transport)
+        self.last_active[handler] = self._loop.time()
+        if len(self._connections) <= self.max_connections:
+            return
+        # Closed connections stay listed until their task ends; count the open ones.
+        open_connections = [c for c in self._connections if c.transport is not None]
+        excess = len(open_connections) - self.max_connections
+        if excess <= 0:
+            return
+        idle = sorted((c for c in open_connections if c not in self.busy and c is not handler),
+                      key=lambda c: self.last_active.get(c, 0.0))
+        for connection in idle[:excess]:
+            connection.force_close()
+        if len(idle) < excess:  # every other connection is busy: refuse this one
+            body = _error_body(f"the server is at its limit of {self.max_connections} busy connections; retry later")
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            handler.force_close()
+
+    def connection_lost(self, handler, exc=None) -> None:
+        self.last_active.pop(handler, None)
+        self.busy.discard(handler)
+        super().connection_lost(handler, exc)
 
 
 class _Inflight:
@@ -206,53 +237,143 @@ class _Inflight:
             if self._count == 0:
                 self._idle.notify_all()
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
-class RestServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer carrying the manager, metrics and limits for its handlers."""
+class RestServer:
+    """The REST API on `address`, bound at construction; `serve_forever()` runs it in the calling thread.
 
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    max_connections = 256  # beyond this, new connections are closed at once (one thread each)
+    Stop: `shutdown()` (stop accepting; idle connections close), `drain(grace)` (wait for
+    running requests), `server_close()` (close everything, end `serve_forever`).
+    """
 
-    def __init__(self, address, manager, metrics, *, max_body_bytes: int, metrics_path_enabled: bool = True, metrics_only: bool = False, ssl_context=None):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-        if ssl_context is not None:
-            # Handshake in the connection's thread (with its timeout), not in accept():
-            # a client that never finishes it must not block the accept loop.
-            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
-        self._connections = threading.BoundedSemaphore(self.max_connections)
-        self.manager = manager
-        self.metrics = metrics
+    def __init__(self, address, manager, metrics, *, max_body_bytes: int, metrics_path_enabled: bool = True,
+                 metrics_only: bool = False, ssl_context=None, num_threads: int = 0, max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout: float = IDLE_TIMEOUT_S, body_timeout: float = BODY_TIMEOUT_S, backlog: int = LISTEN_BACKLOG):
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._socket = socket.create_server(address, family=family, backlog=backlog)  # SO_REUSEADDR on POSIX
+        self.server_address = self._socket.getsockname()
+        self._api = _Api(manager, metrics, metrics_path_enabled=metrics_path_enabled, metrics_only=metrics_only)
         self.max_body_bytes = max_body_bytes
-        self.metrics_path_enabled = metrics_path_enabled
-        self.metrics_only = metrics_only
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._body_timeout = body_timeout
+        self._backlog = backlog
+        self._executor = concurrent.futures.ThreadPoolExecutor(num_threads or default_num_threads(), thread_name_prefix="rest")
+        self._loop = asyncio.new_event_loop()
+        self._web = self._listener = None
+        self._started, self._finished = threading.Event(), threading.Event()
+        self._closing = False
         self.inflight = _Inflight()
 
-    def process_request(self, request, client_address):
-        if not self._connections.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
 
-    def process_request_thread(self, request, client_address):
+    # -- lifecycle (called from other threads) ---------------------------------------------
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Serves until `server_close()`; `poll_interval` is ignored (socketserver's signature)."""
+        asyncio.set_event_loop(self._loop)
         try:
-            super().process_request_thread(request, client_address)
+            self._loop.run_until_complete(self._start())
+            self._started.set()
+            self._loop.run_forever()
         finally:
-            self._connections.release()
+            pending = asyncio.all_tasks(self._loop)  # connections still open at close
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.close()
+            self._finished.set()
+
+    def shutdown(self) -> None:
+        """Stops accepting connections; idle ones close, running requests continue."""
+        self._closing = True
+        self._call(self._stop_accepting)
 
     def drain(self, timeout: float) -> bool:
         """After `shutdown()`: waits up to `timeout` s for running requests; True if none remain."""
         return self.inflight.wait_idle(timeout)
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
+    def server_close(self) -> None:
+        self._closing = True
+        if self._call(self._close_connections):
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._finished.wait(10)
+        self._socket.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _call(self, coroutine_function, timeout: float = 10.0) -> bool:
+        """Runs a coroutine on the server's loop and waits for it; False if the loop is not serving."""
+        if not self._started.wait(timeout if not self._finished.is_set() else 0) or self._finished.is_set():
+            return False
+        try:
+            asyncio.run_coroutine_threadsafe(coroutine_function(), self._loop).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError) as error:
+            _log.warning("REST server stop step %s: %s", coroutine_function.__name__, error)
+        return True
+
+    # -- on the loop -----------------------------------------------------------------------
+    async def _start(self) -> None:
+        self._web = _Connections(self._handle, loop=self._loop, max_connections=self._max_connections,
+                                 keepalive_timeout=self._idle_timeout, access_log=None)
+        self._listener = await self._loop.create_server(
+            self._web, sock=self._socket, backlog=self._backlog, ssl=self._ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if self._ssl_context else None,
+        )
+
+    async def _stop_accepting(self) -> None:
+        self._listener.close()
+        self._web.pre_shutdown()  # idle connections close now, busy ones after their response
+
+    async def _close_connections(self) -> None:
+        self._listener.close()
+        await self._web.shutdown(1.0)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        connection = request.protocol
+        self._web.busy.add(connection)
+        self.inflight.acquire()
+        close = self._closing
+        try:
+            body = await self._read_body(request) if request.method == "POST" else None
+            path = urllib.parse.unquote(urllib.parse.urlsplit(request.raw_path).path)
+            status, payload, content_type = await self._loop.run_in_executor(self._executor, self._api.handle, request.method, path, body)
+        except _HttpError as error:
+            status, payload, content_type = error.status, _error_body(error.message), _JSON
+            close = True  # the unread body is still on the connection
+        finally:
+            self.inflight.release()
+            self._web.busy.discard(connection)
+            self._web.last_active[connection] = self._loop.time()
+        response = web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+        if close:
+            response.force_close()
+        return response
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported; send Content-Length")
+        length = request.content_length
+        if length is None:
+            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header with the JSON body")
+        if length > self.max_body_bytes:
+            raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                             f"body of {length} bytes exceeds the {self.max_body_bytes}-byte limit; send smaller batches")
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                return await request.content.readexactly(length)
+        except TimeoutError:
+            raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, f"the {length}-byte body did not arrive within {self._body_timeout:g} s") from None
+        except asyncio.IncompleteReadError:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, f"the connection ended before the {length}-byte body did") from None
 
 
 def make_rest_server(host: str, port: int, manager, metrics, *, max_body_bytes: int, **kwargs) -> RestServer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import numpy as np
 import tensorflow as tf
@@ -19,11 +20,44 @@ from tensorflow.core.framework import types_pb2
 from serving.server import tensors
 from serving.server.errors import ServingError
 
+MAX_NESTING = 64  # list levels in one input value: numpy's (and so our) limit on tensor rank
+_INT64 = (-(2**63), 2**63 - 1)
 
-def _decode_strings(value, where: str):
+
+def parse_body(raw: bytes):
+    """The request body's JSON, or INVALID_ARGUMENT naming what is wrong with it."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ServingError.invalid_argument(
+            f"the JSON body nests too deeply to parse; tensors have at most {MAX_NESTING} dims") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ServingError.invalid_argument(f"the body is not valid JSON: {str(error)[:200]}") from None
+    except ValueError as error:  # Python refuses integers of more than 4300 digits
+        raise ServingError.invalid_argument(
+            f"the body has a JSON number too long to convert ({str(error).split(';')[0][:120]}); "
+            "numbers must fit int64, uint64 or float64") from None
+
+
+def _too_deep(where: str, depth: int) -> ServingError:
+    return ServingError.invalid_argument(f"{where}: the value nests {depth}+ lists deep; tensors have at most {MAX_NESTING} dims")
+
+
+def _nesting(value) -> int:
+    """How many lists deep the first element chain goes (bounded; enough for a rank check)."""
+    depth = 0
+    while isinstance(value, list) and depth <= MAX_NESTING:
+        depth += 1
+        value = value[0] if value else None
+    return depth
+
+
+def _decode_strings(value, where: str, depth: int = 0):
     """Nested JSON values -> nested bytes (str as UTF-8, {"b64": ...} decoded)."""
     if isinstance(value, list):
-        return [_decode_strings(v, where) for v in value]
+        if depth >= MAX_NESTING:
+            raise _too_deep(where, depth + 1)
+        return [_decode_strings(v, where, depth + 1) for v in value]
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise ServingError.invalid_argument(f"{where}: a binary value must be {{\"b64\": \"<base64>\"}}, got {sorted(value)}")
@@ -64,6 +98,8 @@ def _object_array(nested) -> np.ndarray:
 
 def to_array(value, spec, where: str) -> np.ndarray:
     """One input's JSON value as a numpy array of the signature's dtype."""
+    if _nesting(value) > MAX_NESTING:
+        raise _too_deep(where, MAX_NESTING + 1)
     try:
         if spec.dtype == types_pb2.DT_STRING:
             return _object_array(_decode_strings(value, where))
@@ -154,12 +190,21 @@ def predict_body(outputs: dict, row_format: bool) -> dict:
 
 def _feature(value, where: str) -> tf.train.Feature:
     values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, list) for v in values):
+        raise ServingError.invalid_argument(f"{where}: a feature is one value or a flat list of values, not nested lists")
     if all(isinstance(v, bool) for v in values) and values:
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if values and not _INT64[0] <= min(values) <= max(values) <= _INT64[1]:
+            raise ServingError.invalid_argument(
+                f"{where}: integer values must be in the int64 range [{_INT64[0]}, {_INT64[1]}] of tf.Example's int64_list; "
+                "send larger numbers as floats or strings")
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        try:
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+        except OverflowError:
+            raise ServingError.invalid_argument(f"{where}: a number is beyond float range; float_list holds float32") from None
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=_decode_strings(values, where)))
 
 
