@@ -12,6 +12,10 @@ rows queued or running over the last half second), less the rows other batches a
 running, and with N batch threads 1/N of it. One client never waits; 32 closed-loop
 clients fill batches of 32 (with two batch threads: alternating batches of 16).
 
+A request with more rows than `max_batch_size` is split into chunks of that size, each
+queued like any request (so other clients' requests run between them), and the outputs
+are joined: it never runs as one giant batch, so its memory peak is one batch's.
+
     batcher = Batcher(run_signature, BatchingOptions(max_batch_size=32))
     outputs = batcher.submit({"images": images}, rows=len(images))
 """
@@ -39,7 +43,7 @@ class BatchingOptions:
     """TF Serving's BatchingParameters, with this server's defaults.
 
     Args:
-        max_batch_size: most rows in one signature call. Larger requests run alone.
+        max_batch_size: most rows in one signature call. Larger requests are split.
         batch_timeout_micros: longest a batch waits to fill (only while more rows are
             expected, see the module docstring). 0 = never wait.
         num_batch_threads: how many batches may run at once.
@@ -155,8 +159,16 @@ class Batcher:
 
     def submit(self, arrays: Arrays, rows: int) -> dict:
         """Runs `arrays` (with `rows` rows) as part of a batch; returns this request's outputs."""
-        if rows > self._options.max_batch_size:
-            return self._run(arrays)  # cannot share a batch; running it alone is always correct
+        step = self._options.max_batch_size
+        if rows <= step:
+            return self._submit_batchable(arrays, rows)
+        parts = [
+            self._submit_batchable({key: value[start:start + step] for key, value in arrays.items()}, min(step, rows - start))
+            for start in range(0, rows, step)
+        ]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def _submit_batchable(self, arrays: Arrays, rows: int) -> dict:
         task = _Task(arrays, rows)
         with self._lock:
             if len(self._queue) >= self._max_queued:

@@ -5,6 +5,10 @@ Every layer (path checks, model lookup, tensor conversion, signature execution) 
 Anything else that escapes is a server bug and becomes INTERNAL.
 
     raise ServingError.invalid_argument("input 'images' expects uint8, got float32; send uint8 pixels")
+    raise ServingError.not_found(f"model '{clip(name)}' is not served")  # echo client input clipped
+
+Messages are capped at MAX_MESSAGE_CHARS: they travel in gRPC trailing metadata, and an
+echoed 10 KB name would otherwise turn the answer into "metadata size exceeds limit".
 """
 from __future__ import annotations
 
@@ -29,6 +33,20 @@ _HTTP_STATUS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
+MAX_ECHO_CHARS = 64  # how much of a client-sent string an error message repeats
+MAX_MESSAGE_CHARS = 1024
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters, marked with '...' and its full length if cut.
+
+    >>> clip("x" * 100, 8)
+    'xxxxxxxx...(100 chars)'
+    """
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
 # grpc.StatusCode.value is (int code, "name"); tensorflow.error.Code uses the same ints.
 _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -48,6 +66,7 @@ class ServingError(Exception):
     """
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.code = code
         self.message = message

@@ -3,7 +3,9 @@
 PredictionService: Predict, Classify, Regress, MultiInference, GetModelMetadata.
 ModelService: GetModelStatus, HandleReloadConfigRequest. Errors carry TF Serving's codes
 (NOT_FOUND for unknown models/versions, INVALID_ARGUMENT for bad requests); nothing a
-client sends can make a handler raise past `_serve`, so the server stays up.
+client sends can make a handler raise past `_serve`, so the server stays up. A request
+that is not a valid protobuf is answered by grpcio (INTERNAL, before any handler runs, as
+in TF Serving's C++ server) and logged as one line, not grpcio's traceback.
 
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(manager, metrics), grpc_server)
@@ -21,11 +23,28 @@ from tensorflow_serving.apis import (
 )
 
 from serving.server import inference
-from serving.server.errors import ServingError, ok_status_proto
+from serving.server.errors import ServingError, clip, ok_status_proto
 from serving.server.predict import predict
 
 SIGNATURE_DEF_FIELD = "signature_def"
 _log = logging.getLogger(__name__)
+
+
+class _OneLineDeserializeErrors(logging.Filter):
+    """grpcio logs every undecodable request with a full traceback (14 lines each, for
+    any client that sends garbage); keep one line with the decoder's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Exception deserializing"):
+            error = record.exc_info[1]
+            record.msg, record.args = "%s: %s: %s", (record.msg, type(error).__name__, clip(str(error), 200))
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_GRPC_COMMON_LOG = logging.getLogger("grpc._common")
+if not any(isinstance(f, _OneLineDeserializeErrors) for f in _GRPC_COMMON_LOG.filters):
+    _GRPC_COMMON_LOG.addFilter(_OneLineDeserializeErrors())
 
 
 def _abort(context, error: Exception):
@@ -82,7 +101,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             unsupported = [f for f in fields if f != SIGNATURE_DEF_FIELD]
             if unsupported:
                 raise ServingError.invalid_argument(
-                    f"metadata field {unsupported[0]!r} is not supported; the only field is '{SIGNATURE_DEF_FIELD}'"
+                    f"metadata field {clip(unsupported[0])!r} is not supported; the only field is '{SIGNATURE_DEF_FIELD}'"
                 )
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             version.fill_model_spec(response.model_spec)

@@ -4,6 +4,8 @@ As in TF Serving, the signature (default `serving_default`) must carry the match
 method name (`tensorflow/serving/classify` or `.../regress`), take one string input
 `inputs` of serialized tf.Examples, and return `classes`/`scores` (classify) or
 `outputs` (regress). Examples with a context get the context's features merged in.
+The number of examples and their bytes with the context merged in are checked against
+the version's `RequestLimits` before the merged examples are built.
 
     response = classify(version, request)   # request.model_spec.signature_name = "classification"
 """
@@ -12,26 +14,30 @@ from __future__ import annotations
 import numpy as np
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from serving.server.errors import ServingError
+from serving.server.errors import ServingError, clip
 from serving.server.servable import LoadedVersion
+from serving.server.signature import RequestLimits
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 INPUTS_KEY = "inputs"
 
 
-def serialized_examples(input_proto) -> np.ndarray:
+def serialized_examples(input_proto, limits: RequestLimits = RequestLimits()) -> np.ndarray:
     """Serialized tf.Examples of an `Input` (ExampleList or ExampleListWithContext)."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
-        examples = [example.SerializeToString() for example in input_proto.example_list.examples]
+        listed, context = input_proto.example_list, b""
     elif kind == "example_list_with_context":
         listed = input_proto.example_list_with_context
         # Concatenated serializations merge: the example's features override the context's.
         context = listed.context.SerializeToString()
-        examples = [context + example.SerializeToString() for example in listed.examples]
     else:
         raise ServingError.invalid_argument("the request input is empty; set input.example_list.examples")
+    limits.check_rows(len(listed.examples), "the request input")
+    sizes = [example.ByteSize() for example in listed.examples]
+    limits.check_bytes(sum(sizes) + len(context) * len(sizes), "the request input (each example with the context)")
+    examples = [context + example.SerializeToString() for example in listed.examples]
     if not examples:
         raise ServingError.invalid_argument("the request input has no examples; send at least one tf.Example")
     return np.array(examples, dtype=object)
@@ -94,14 +100,14 @@ def regression_result(version: LoadedVersion, signature_name: str, examples: np.
 
 
 def classify(version: LoadedVersion, request) -> classification_pb2.ClassificationResponse:
-    name, result = classification_result(version, request.model_spec.signature_name, serialized_examples(request.input))
+    name, result = classification_result(version, request.model_spec.signature_name, serialized_examples(request.input, version.limits))
     response = classification_pb2.ClassificationResponse(result=result)
     version.fill_model_spec(response.model_spec, name)
     return response
 
 
 def regress(version: LoadedVersion, request) -> regression_pb2.RegressionResponse:
-    name, result = regression_result(version, request.model_spec.signature_name, serialized_examples(request.input))
+    name, result = regression_result(version, request.model_spec.signature_name, serialized_examples(request.input, version.limits))
     response = regression_pb2.RegressionResponse(result=result)
     version.fill_model_spec(response.model_spec, name)
     return response
@@ -113,8 +119,8 @@ def multi_inference(version: LoadedVersion, request) -> inference_pb2.MultiInfer
         raise ServingError.invalid_argument("MultiInference needs at least one task")
     names = [task.model_spec.signature_name or "serving_default" for task in request.tasks]
     if len(set(names)) != len(names):
-        raise ServingError.invalid_argument(f"MultiInference tasks repeat a signature ({names}); use each once")
-    examples = serialized_examples(request.input)
+        raise ServingError.invalid_argument(f"MultiInference tasks repeat a signature ({clip(names)}); use each once")
+    examples = serialized_examples(request.input, version.limits)
     response = inference_pb2.MultiInferenceResponse()
     for task in request.tasks:
         result = response.results.add()
@@ -126,7 +132,7 @@ def multi_inference(version: LoadedVersion, request) -> inference_pb2.MultiInfer
             result.regression_result.CopyFrom(regression)
         else:
             raise ServingError.unimplemented(
-                f"MultiInference method_name {task.method_name!r} is not supported; use {CLASSIFY_METHOD} or {REGRESS_METHOD}"
+                f"MultiInference method_name {clip(task.method_name)!r} is not supported; use {CLASSIFY_METHOD} or {REGRESS_METHOD}"
             )
         version.fill_model_spec(result.model_spec, name)
     return response

@@ -35,6 +35,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, ok_status_proto
+from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
 from serving.server.paths import check_model_name, list_version_dirs, resolve_base_path
 from serving.server.servable import LoadedVersion
 from serving.server.warmup import run_warmup
@@ -54,7 +55,8 @@ class ManagerOptions:
         load_retry_interval_seconds: pause between load attempts.
         batching: options for batchable signatures; None turns batching off.
         enable_model_warmup: replay assets.extra/tf_serving_warmup_requests on load.
-        max_tensor_bytes: largest input tensor a request may describe.
+        max_tensor_bytes: most bytes a request's inputs may take once materialized.
+        max_request_rows: most rows (dim 0 / tf.Examples) in one request.
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -63,6 +65,7 @@ class ManagerOptions:
     batching: BatchingOptions | None = BatchingOptions()
     enable_model_warmup: bool = True
     max_tensor_bytes: int = 64 << 20
+    max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
 
 
 @dataclasses.dataclass
@@ -227,7 +230,8 @@ class ModelManager:
         attempts = 1 + max(0, self.options.max_num_load_retries)
         for attempt in range(attempts):
             try:
-                loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes)
+                loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
+                                            self.options.max_request_rows)
                 warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)

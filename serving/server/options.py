@@ -10,6 +10,10 @@ import argparse
 import dataclasses
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+# Request limits (ours: TF Serving has none). 65536 rows is 1024 batches of the default
+# max_batch_size (64) and far above any online request; one value can fill a TensorProto's
+# whole shape, so without a limit a 139-byte request describes a million rows.
+DEFAULT_MAX_REQUEST_ROWS = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ServerOptions:
     tensorflow_inter_op_parallelism: int = 0
     engine: str = "embedded"
     kserve_signature_def: str = ""  # KServe v2: SIG or MODEL=SIG,... ("" = serving_default)
+    max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -62,6 +67,8 @@ class ServerOptions:
             raise ValueError(f"--grpc_max_message_bytes={self.grpc_max_message_bytes} is too small; use at least 1024")
         if self.grpc_max_threads < 1:
             raise ValueError("--grpc_max_threads must be >= 1")
+        if self.max_request_rows < 1:
+            raise ValueError(f"--max_request_rows={self.max_request_rows} must be >= 1")
         if self.engine not in ("embedded", "tfserving"):
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
 
@@ -109,6 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--monitoring_config_file", default="", help="MonitoringConfig text proto (Prometheus path on the REST port)")
     add("--shutdown_grace_seconds", type=float, default=d["shutdown_grace_seconds"].default,
         help="on SIGTERM, how long in-flight requests may take to finish")
+    # Request size limits (this server's; TF Serving has none).
+    add("--max_request_rows", type=int, default=DEFAULT_MAX_REQUEST_ROWS,
+        help="most rows (dim 0 / tf.Examples) in one request; more is RESOURCE_EXHAUSTED. Materialized bytes "
+             "are limited to 4x --grpc_max_message_bytes")
     add("--tensorflow_intra_op_parallelism", type=int, default=0, help="TF intra-op threads (0 = TF's default)")
     add("--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
     add("--kserve_signature_def", default="",

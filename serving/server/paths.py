@@ -14,7 +14,7 @@ import logging
 import os
 import re
 
-from serving.server.errors import ServingError
+from serving.server.errors import ServingError, clip
 from serving.tfs_config import MODEL_NAME_PATTERN
 
 _VERSION_DIR = re.compile(r"^[0-9]{1,19}$")
@@ -26,7 +26,7 @@ def check_model_name(name: str) -> str:
     """Returns `name` if it is a valid model name, else raises INVALID_ARGUMENT."""
     if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
         raise ServingError.invalid_argument(
-            f"model name {name!r} is invalid: use 1-128 characters from letters, digits, '_', '.', '-', "
+            f"model name {clip(name)!r} is invalid: use 1-128 characters from letters, digits, '_', '.', '-', "
             "starting with a letter or digit (e.g. 'digits')"
         )
     return name

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tensorflow_serving.apis import predict_pb2
 
 from serving.server import tensors
-from serving.server.errors import ServingError
+from serving.server.errors import ServingError, clip
 from serving.server.servable import LoadedVersion
 
 
@@ -34,9 +34,9 @@ def output_keys(signature, output_filter) -> list:
     for key in keys:
         if key not in signature.outputs:
             raise ServingError.invalid_argument(
-                f"output_filter names '{key}', which is not an output of signature '{signature.name}'; "
+                f"output_filter names '{clip(key)}', which is not an output of signature '{signature.name}'; "
                 f"outputs: {sorted(signature.outputs)}"
             )
     if len(set(keys)) != len(keys):
-        raise ServingError.invalid_argument(f"output_filter {keys} repeats an output; name each once")
+        raise ServingError.invalid_argument(f"output_filter {clip(keys)} repeats an output; name each once")
     return keys

@@ -12,8 +12,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.server.batching import BatchingOptions
-from serving.server.errors import ServingError
-from serving.server.signature import Signature
+from serving.server.errors import ServingError, clip
+from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
+from serving.server.signature import RequestLimits, Signature
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -36,7 +37,8 @@ class LoadedVersion:
     Use `LoadedVersion.load`; the constructor takes already-loaded parts (for tests).
     """
 
-    def __init__(self, name: str, version: int, path: str, loaded, signature_defs, batching: BatchingOptions | None, max_tensor_bytes: int):
+    def __init__(self, name: str, version: int, path: str, loaded, signature_defs, batching: BatchingOptions | None,
+                 max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS):
         self.name = name
         self.version = version
         self.path = path
@@ -44,17 +46,19 @@ class LoadedVersion:
         self.signature_def_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature_def in signature_defs.items():
             self.signature_def_map.signature_def[key].CopyFrom(signature_def)
+        self.limits = RequestLimits(max_rows=max_request_rows, max_bytes=max_tensor_bytes)
         self.signatures = {
-            key: Signature(key, signature_defs[key], loaded.signatures[key], batching, max_tensor_bytes)
+            key: Signature(key, signature_defs[key], loaded.signatures[key], batching, self.limits)
             for key in loaded.signatures.keys()
             if key in signature_defs
         }
 
     @classmethod
-    def load(cls, name: str, version: int, path: str, batching: BatchingOptions | None = None, max_tensor_bytes: int = 64 << 20) -> "LoadedVersion":
+    def load(cls, name: str, version: int, path: str, batching: BatchingOptions | None = None,
+             max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS) -> "LoadedVersion":
         signature_defs = read_signature_defs(path)
         loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
-        return cls(name, version, path, loaded, signature_defs, batching, max_tensor_bytes)
+        return cls(name, version, path, loaded, signature_defs, batching, max_tensor_bytes, max_request_rows)
 
     def signature(self, name: str) -> Signature:
         """The signature `name` ('' means serving_default); INVALID_ARGUMENT if absent."""
@@ -62,7 +66,7 @@ class LoadedVersion:
         found = self.signatures.get(key)
         if found is None:
             raise ServingError.invalid_argument(
-                f"signature '{key}' not found in model '{self.name}' version {self.version}; "
+                f"signature '{clip(key)}' not found in model '{self.name}' version {self.version}; "
                 f"available: {sorted(self.signatures)}"
             )
         return found

@@ -89,6 +89,7 @@ class ModelServer:
             batching=_batching(options),
             enable_model_warmup=options.enable_model_warmup,
             max_tensor_bytes=4 * options.grpc_max_message_bytes,
+            max_request_rows=options.max_request_rows,
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None

@@ -3,10 +3,11 @@
 The input and output specs come from the SavedModel's SignatureDef (the same protos
 GetModelMetadata returns), so the checks match what clients are told: wrong or missing
 input names, wrong dtype, wrong rank or inner dims and empty batches are INVALID_ARGUMENT
-before TensorFlow sees the data.
+before TensorFlow sees the data. Sizes are checked before anything is allocated: a request
+over `RequestLimits` (rows in dim 0, materialized bytes) is RESOURCE_EXHAUSTED.
 
     signature = Signature("serving_images", signature_def, loaded.signatures["serving_images"])
-    outputs = signature.run(signature.arrays_from_request(request.inputs, max_bytes=64 << 20))
+    outputs = signature.run(signature.arrays_from_request(request.inputs))
 """
 from __future__ import annotations
 
@@ -19,7 +20,37 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.server import tensors
 from serving.server.batching import Batcher, BatchingOptions
-from serving.server.errors import ServingError
+from serving.server.errors import ServingError, clip
+from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """What one request may make the server allocate; checked before allocating.
+
+    Args:
+        max_rows: most rows (dim 0 of a batched input, or tf.Examples) in one request
+            (--max_request_rows; TF Serving has no such limit).
+        max_bytes: most bytes a request's inputs may take once materialized, strings at
+            their real lengths (4 x --grpc_max_message_bytes).
+    """
+
+    max_rows: int = DEFAULT_MAX_REQUEST_ROWS
+    max_bytes: int = 64 << 20
+
+    def check_rows(self, rows: int, what: str) -> None:
+        if rows > self.max_rows:
+            raise ServingError.resource_exhausted(
+                f"{what} has {rows} rows, more than the limit of {self.max_rows} rows per request; "
+                f"send at most {self.max_rows} per request or raise --max_request_rows"
+            )
+
+    def check_bytes(self, needed: int, what: str) -> None:
+        if needed > self.max_bytes:
+            raise ServingError.resource_exhausted(
+                f"{what} needs {needed} bytes once materialized, more than the limit of {self.max_bytes} bytes "
+                "per request; send smaller batches or raise --grpc_max_message_bytes (the limit is 4x it)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +77,7 @@ class TensorSpec:
         return f"{tensors.dtype_name(self.dtype)}{dims}"
 
     def check(self, array: np.ndarray, signature: str) -> None:
-        where = f"input '{self.name}' of signature '{signature}'"
+        where = f"input '{clip(self.name)}' of signature '{clip(signature)}'"
         got = tensors.enum_for(array)
         if got != self.dtype:
             raise ServingError.invalid_argument(
@@ -77,38 +108,52 @@ class Signature:
         function: the loaded concrete function (`loaded.signatures[name]`).
         batching: batch concurrent calls with these options, if the signature can be
             batched (every input and output has an unknown leading dim); None = never.
-        max_tensor_bytes: largest input tensor a request may describe.
+        limits: what one request may allocate (rows, materialized bytes).
     """
 
-    def __init__(self, name: str, signature_def, function, batching: BatchingOptions | None = None, max_tensor_bytes: int = 64 << 20):
+    def __init__(self, name: str, signature_def, function, batching: BatchingOptions | None = None,
+                 limits: RequestLimits = RequestLimits()):
         self.name = name
         self.method_name = signature_def.method_name
         self.inputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.inputs.items()}
         self.outputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.outputs.items()}
         self._function = function
         self._flat = _FlatCall.build(function, self.inputs)
-        self._max_tensor_bytes = max_tensor_bytes
+        self.limits = limits
         batchable = bool(self.inputs) and all(spec.batched for spec in (*self.inputs.values(), *self.outputs.values()))
         self.batcher = Batcher(self.call, batching) if batching is not None and batchable else None
 
     def arrays_from_request(self, protos: Mapping) -> dict:
-        """Checks and converts a request's `inputs` map (name -> TensorProto) to numpy."""
+        """Checks and converts a request's `inputs` map (name -> TensorProto) to numpy.
+
+        Rows and materialized bytes are checked from each TensorProto's dtype, shape and
+        values before any array is built (one value can fill a million-row shape).
+        """
         unknown = sorted(set(protos) - set(self.inputs))
         if unknown:
             raise ServingError.invalid_argument(
-                f"input {unknown[0]!r} is not an input of signature '{self.name}'; its inputs are {sorted(self.inputs)}"
+                f"input {clip(unknown[0])!r} is not an input of signature '{self.name}'; its inputs are {sorted(self.inputs)}"
             )
         missing = sorted(set(self.inputs) - set(protos))
         if missing:
             raise ServingError.invalid_argument(
                 f"signature '{self.name}' needs input(s) {missing}; send all of {sorted(self.inputs)}"
             )
-        arrays = {key: tensors.to_ndarray(proto, key, self._max_tensor_bytes) for key, proto in protos.items()}
+        total = 0
+        for key, proto in protos.items():
+            spec, shape = self.inputs[key], tensors.shape_of(proto, key)
+            if shape and (spec.shape is None or spec.batched):
+                self.limits.check_rows(shape[0], f"input '{key}'")
+            total += tensors.materialized_bytes(proto, key)
+        self.limits.check_bytes(total, f"the request to signature '{self.name}'")
+        arrays = {key: tensors.to_ndarray(proto, key, self.limits.max_bytes) for key, proto in protos.items()}
         return self.check_arrays(arrays)
 
     def check_arrays(self, arrays: dict) -> dict:
         for key, array in arrays.items():
             self.inputs[key].check(array, self.name)
+            if self.inputs[key].batched:
+                self.limits.check_rows(array.shape[0], f"input '{key}'")
         batch_sizes = {array.shape[0] for key, array in arrays.items() if self.inputs[key].batched}
         if len(batch_sizes) > 1:
             raise ServingError.invalid_argument(

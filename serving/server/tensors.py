@@ -6,6 +6,11 @@ through `tf.make_ndarray`, which applies TensorFlow's rules (a single value fill
 shape, missing values repeat the last one). Responses use the typed value fields, as
 TF Serving does by default, so clients reading `outputs["x"].float_val` work too.
 
+Because one value fills a whole shape, a 139-byte TensorProto can describe a million
+rows. `materialized_bytes` sizes a tensor from its dtype, shape and values (strings at
+their real lengths) without allocating anything, so callers check limits first.
+
+    materialized_bytes(request.inputs["images"], "images")  # bytes the array would take
     array = to_ndarray(request.inputs["images"], "images", max_bytes=16 << 20)
     fill_tensor_proto(response.outputs["probabilities"], probabilities)
 """
@@ -17,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving.server.errors import ServingError
+from serving.server.errors import ServingError, clip
 
 # The dtypes a request may carry: every numeric TF dtype with a numpy equivalent, and strings.
 SUPPORTED_DTYPES = (
@@ -39,6 +44,12 @@ _VALUE_FIELD = {
 }
 
 
+# numpy 1.x's ndarray limit (numpy 2: 64); TensorFlow allows 254 dims, no served model needs more.
+MAX_RANK = 32
+# What one string element costs beyond its bytes: a TF tstring (24 B) and a numpy object pointer.
+STRING_ELEMENT_OVERHEAD = 32
+
+
 def dtype_name(enum: int) -> str:
     """'uint8' for DT_UINT8: the name users know from numpy/TF."""
     try:
@@ -48,12 +59,44 @@ def dtype_name(enum: int) -> str:
 
 
 def shape_of(proto: tensor_pb2.TensorProto, name: str) -> tuple:
+    name = clip(name)
     if proto.tensor_shape.unknown_rank:
         raise ServingError.invalid_argument(f"input '{name}' has unknown rank; send a tensor with a full shape")
-    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    dims = proto.tensor_shape.dim
+    if len(dims) > MAX_RANK:
+        raise ServingError.invalid_argument(f"input '{name}' has {len(dims)} dimensions; at most {MAX_RANK} are supported")
+    shape = tuple(dim.size for dim in dims)
     if any(size < 0 for size in shape):
         raise ServingError.invalid_argument(f"input '{name}' has a negative dimension in shape {list(shape)}")
     return shape
+
+
+def _numpy_dtype(proto: tensor_pb2.TensorProto, name: str) -> np.dtype:
+    np_dtype = NUMPY_DTYPE.get(proto.dtype)
+    if np_dtype is None:
+        raise ServingError.invalid_argument(
+            f"input '{clip(name)}' has dtype {dtype_name(proto.dtype)}, which cannot be sent in a request; "
+            "use a numeric dtype or string"
+        )
+    return np_dtype
+
+
+def materialized_bytes(proto: tensor_pb2.TensorProto, name: str) -> int:
+    """Bytes the array `proto` describes would take, computed without allocating it.
+
+    Numbers: elements x itemsize. Strings: their real lengths, the last value counted
+    once per element it fills (TensorFlow repeats it), plus STRING_ELEMENT_OVERHEAD each.
+    INVALID_ARGUMENT for a dtype or shape no array can have.
+    """
+    np_dtype = _numpy_dtype(proto, name)
+    count = math.prod(shape_of(proto, name))
+    if proto.dtype != types_pb2.DT_STRING:
+        return count * np_dtype.itemsize
+    values = proto.string_val
+    if len(values) > count:
+        return sum(len(value) for value in values) + STRING_ELEMENT_OVERHEAD * len(values)  # refused later
+    repeated = (count - len(values)) * (len(values[-1]) if values else 0)
+    return sum(len(value) for value in values) + repeated + STRING_ELEMENT_OVERHEAD * count
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto, name: str, max_bytes: int) -> np.ndarray:
@@ -63,21 +106,19 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str, max_bytes: int) -> np.n
         proto: the request tensor.
         name: its input name, for error messages.
         max_bytes: the largest array this may allocate (typed fields can describe a huge
-            tensor with one value, so the limit protects the server's memory).
+            tensor with one value, so the limit protects the server's memory); checked
+            with `materialized_bytes` before anything is allocated.
     """
     dtype_enum = proto.dtype
-    np_dtype = NUMPY_DTYPE.get(dtype_enum)
-    if np_dtype is None:
-        raise ServingError.invalid_argument(
-            f"input '{name}' has dtype {dtype_name(dtype_enum)}, which cannot be sent in a request; "
-            "use a numeric dtype or string"
-        )
+    np_dtype = _numpy_dtype(proto, name)
     shape = shape_of(proto, name)
     count = math.prod(shape)
-    itemsize = np_dtype.itemsize if dtype_enum != types_pb2.DT_STRING else 1
-    if count * itemsize > max_bytes:
+    itemsize = np_dtype.itemsize
+    needed = materialized_bytes(proto, name)
+    name = clip(name)
+    if needed > max_bytes:
         raise ServingError.resource_exhausted(
-            f"input '{name}' of shape {list(shape)} needs {count * itemsize} bytes, more than the "
+            f"input '{name}' of shape {list(shape)} ({dtype_name(dtype_enum)}) needs {needed} bytes, more than the "
             f"{max_bytes}-byte limit; send smaller batches"
         )
     if proto.tensor_content:
@@ -92,7 +133,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str, max_bytes: int) -> np.n
     try:
         array = tf.make_ndarray(proto)
     except Exception as error:  # any failure here is the request's fault: TF raises several types
-        raise ServingError.invalid_argument(f"input '{name}' could not be read as a {dtype_name(dtype_enum)} tensor of shape {list(shape)}: {error}") from None
+        raise ServingError.invalid_argument(f"input '{name}' could not be read as a {dtype_name(dtype_enum)} tensor of shape {list(shape)}: {clip(str(error), 200)}") from None
     if array.shape != shape:
         raise ServingError.invalid_argument(f"input '{name}' has more values than its shape {list(shape)} holds")
     return array

@@ -77,11 +77,14 @@ def test_a_failing_request_fails_alone():
     assert len(results) == 11
 
 
-def test_oversized_requests_run_alone_and_padding_uses_allowed_sizes():
+def test_oversized_requests_are_split_into_max_batches_and_padding_uses_allowed_sizes():
     recorder = Recorder()
     batcher = Batcher(recorder, BatchingOptions(max_batch_size=4, allowed_batch_sizes=(2, 4), batch_timeout_micros=0))
-    outputs = batcher.submit({"x": np.ones((10, 3))}, 10)
-    assert outputs["y"].shape == (10, 3) and recorder.sizes == [10]
+    x = np.arange(30, dtype=np.float64).reshape(10, 3)
+    outputs = batcher.submit({"x": x}, 10)
+    assert recorder.sizes == [4, 4, 2]  # never one batch of 10 (issue 11)
+    np.testing.assert_array_equal(outputs["y"], x * 2)  # rows come back whole and in order
+    np.testing.assert_array_equal(outputs["sum"], x.sum(axis=1))
     outputs = batcher.submit({"x": np.ones((3, 3))}, 3)
     assert outputs["y"].shape == (3, 3)
     assert recorder.sizes[-1] in (3, 4)  # a lone request runs as is; batches are padded
