@@ -160,6 +160,24 @@ def test_a_base_path_full_of_bad_versions_cannot_hold_the_poll_lock(good_model, 
         server.stop(grace=1.0)
 
 
+def test_poll_once_mode_finishes_the_loads_the_budget_deferred(good_model, tmp_path):
+    """With --file_system_poll_wait_seconds=0 there is no poller, yet versions deferred by
+    the load budget must still load (policy all, 3 versions, a budget shorter than one load)."""
+    base = str(tmp_path / "digits")
+    for version in (1, 2, 3):
+        helpers.push_version(good_model, base, version)
+    config_file = tmp_path / "models.config"
+    config_file.write_text(text_format.MessageToString(_config(("digits", base, "all {}"))))
+    server = ModelServer(ServerOptions(model_config_file=str(config_file), port=0, file_system_poll_wait_seconds=0),
+                         ManagerOptions(file_system_poll_wait_seconds=0, max_num_load_retries=0, load_budget_seconds=0.01)).start()
+    try:
+        assert len(server.manager.available_versions()["digits"]) <= 1  # start stopped loading after the budget
+        helpers.wait_until(lambda: server.manager.available_versions() == {"digits": [1, 2, 3]}, what="all versions to load")
+        assert server.ready() == (True, "")
+    finally:
+        server.stop(grace=1.0)
+
+
 def test_listing_a_base_path_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "MAX_LISTED_ENTRIES", 50)
     for version in range(1, 121):
