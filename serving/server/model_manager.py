@@ -73,7 +73,7 @@ class ManagerOptions:
     batching: BatchingOptions | None = BatchingOptions()
     enable_model_warmup: bool = True
     max_tensor_bytes: int = 64 << 20
-    load_budget_seconds: float = 60.0
+    load_budget_seconds: float = 30.0
 
     def __post_init__(self):
         if not self.load_budget_seconds > 0:
@@ -143,6 +143,9 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self._started = False
         self._deferred = False  # the last pass ran out of load budget with versions left
+        self._reloads_waiting = 0  # configure() calls waiting for the poll lock
+        self._waiting_lock = threading.Lock()
+        self._yield_to_reloads = False  # set for background passes only
         self._listeners = []
 
     # -- configuration ---------------------------------------------------------------
@@ -158,7 +161,14 @@ class ModelManager:
         if allowed_roots is not None:
             for model in models.values():
                 check_inside_roots(model.name, model.base_path, allowed_roots)
-        with self._poll_lock:
+        with self._waiting_lock:
+            self._reloads_waiting += 1  # a background pass stops starting loads and lets us in
+        try:
+            self._poll_lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._reloads_waiting -= 1
+        try:
             current = self._models
             merged = {}
             for name, model in models.items():
@@ -171,7 +181,9 @@ class ModelManager:
                 if merged.get(name) is not old:
                     self._retire_all(old)
             self._models = merged
-            self._poll_locked()
+            self._poll_locked(yield_to_reloads=False)
+        finally:
+            self._poll_lock.release()
         self._start_catch_up()
 
     def _models_from_config(self, config) -> dict:
@@ -235,11 +247,12 @@ class ModelManager:
     def poll_once(self) -> None:
         """One pass over every model: load wanted versions, then retire unwanted ones."""
         with self._poll_lock:
-            self._poll_locked()
+            self._poll_locked(yield_to_reloads=True)
 
-    def _poll_locked(self) -> None:
+    def _poll_locked(self, yield_to_reloads: bool) -> None:
         deadline = time.monotonic() + self.options.load_budget_seconds
         self._deferred = False
+        self._yield_to_reloads = yield_to_reloads
         try:
             for model in list(self._models.values()):
                 if self._stop.is_set():
@@ -281,11 +294,15 @@ class ModelManager:
             return True
         if entry is not None and entry.state == State.END and entry.error is not None and entry.dir_stamp == _dir_stamp(path):
             return False  # failed before and the directory has not changed since
-        if time.monotonic() >= deadline:
+        if self._out_of_budget(deadline):
             self._deferred = True
             return False
         self._load(model, version, path, deadline)
         return model.versions[version].state == State.AVAILABLE
+
+    def _out_of_budget(self, deadline: float) -> bool:
+        """No new load or retry: the pass's budget is spent, or a reload waits for the lock."""
+        return time.monotonic() >= deadline or (self._yield_to_reloads and self._reloads_waiting > 0)
 
     def _load(self, model: _Model, version: int, path: str, deadline: float) -> None:
         entry = VersionState(version, State.LOADING)
@@ -299,7 +316,7 @@ class ModelManager:
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)
                 _log.warning("model %s version %d: load attempt %d/%d failed: %s", model.name, version, attempt + 1, attempts, entry.error.message)
-                retry = attempt + 1 < attempts and time.monotonic() + pause < deadline
+                retry = attempt + 1 < attempts and not self._out_of_budget(deadline - pause)
                 if retry and not self._stop.wait(pause):
                     continue
                 entry.state, entry.dir_stamp = State.END, _dir_stamp(path)

@@ -48,7 +48,7 @@ class ServerOptions:
     # Reload API and loading bounds (not tensorflow_model_server flags; see docs/serving-server.md).
     enable_model_config_reload: bool = True
     allowed_model_base_path_roots: str = ""  # comma-separated; start-up base paths are always allowed
-    load_budget_seconds: float = 60.0
+    load_budget_seconds: float = 30.0
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -68,7 +68,7 @@ class ServerOptions:
         if self.engine not in ("embedded", "tfserving"):
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
         if not self.load_budget_seconds > 0:
-            raise ValueError(f"--load_budget_seconds={self.load_budget_seconds} must be > 0 (e.g. 60)")
+            raise ValueError(f"--load_budget_seconds={self.load_budget_seconds} must be > 0 (e.g. 30)")
 
     @property
     def max_body_bytes(self) -> int:
