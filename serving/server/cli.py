@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     rest = f"{host}:{server.rest_port}" if server.rest_port else "off"
     # One parseable line: scripts started with --port=0 / --rest_api_port=-1 read the ports here.
     print(f"serving: grpc={host}:{server.grpc_port} rest={rest} models={server.manager.model_names}", flush=True)
+    ready, why = server.ready()
+    if not ready:  # keep serving: a good push or a reload can still make it ready
+        print(f"warning: not ready (health NOT_SERVING): {why}", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
     server.stop()

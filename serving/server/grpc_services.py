@@ -112,11 +112,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus and HandleReloadConfigRequest over a ModelManager."""
+    """GetModelStatus and HandleReloadConfigRequest over a ModelManager.
 
-    def __init__(self, manager, metrics):
+    `reload(config)` applies a reload (default: `manager.configure`, unchecked); the
+    server passes `ModelServer.reload_config`, which enforces the base-path allow-list
+    and the --enable_model_config_reload switch.
+    """
+
+    def __init__(self, manager, metrics, reload=None):
         self._manager = manager
         self._metrics = metrics
+        self._reload = reload or manager.configure
 
     def GetModelStatus(self, request, context):
         try:
@@ -128,7 +134,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request, context):
         try:
             with self._metrics.track("", "HandleReloadConfigRequest"):
-                self._manager.configure(request.config)
+                self._reload(request.config)
                 return model_management_pb2.ReloadConfigResponse(status=ok_status_proto())
         except Exception as error:  # noqa: BLE001
             _abort(context, error)

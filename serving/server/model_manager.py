@@ -10,6 +10,13 @@ Like TF Serving's file-system source plus its availability-preserving policy:
   retired, and old ones are retired only once a wanted version is AVAILABLE;
 * a version that fails to load is END with its error in GetModelStatus, and is not tried
   again until its directory changes; the previous version keeps serving;
+* `latest` N serves the N newest versions that LOAD: a corrupt newest version is skipped
+  for the next older one, so a bad push is no outage, not even after a restart (TF
+  Serving would serve nothing then);
+* one poll or (re)configuration starts no new load or retry after
+  `load_budget_seconds`: the rest wait for the next poll, so a base path full of bad
+  versions cannot hold the poll lock (and block reloads) for long;
+* `not_ready_models()` names configured models with no AVAILABLE version (readiness);
 * `version_labels` (e.g. stable/canary) map to versions at request time.
 
 Request threads read immutable snapshots (no lock on the request path).
@@ -36,13 +43,14 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, ok_status_proto
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
-from serving.server.paths import check_model_name, list_version_dirs, resolve_base_path
+from serving.server.paths import check_inside_roots, check_model_name, list_version_dirs, resolve_base_path
 from serving.server.servable import LoadedVersion
 from serving.server.warmup import run_warmup
 from serving.tfs_config import LABEL_PATTERN, TfsConfigError, VersionPolicy, model_specs_from_config
 
 State = get_model_status_pb2.ModelVersionStatus.State
 _log = logging.getLogger(__name__)
+_CATCH_UP_SECONDS = 0.05  # pause between passes while loads are deferred (lets reloads in)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +65,8 @@ class ManagerOptions:
         enable_model_warmup: replay assets.extra/tf_serving_warmup_requests on load.
         max_tensor_bytes: most bytes a request's inputs may take once materialized.
         max_request_rows: most rows (dim 0 / tf.Examples) in one request.
+        load_budget_seconds: a poll or reload starts no new load or retry after this long;
+            the remaining versions are loaded by the next polls.
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -66,6 +76,11 @@ class ManagerOptions:
     enable_model_warmup: bool = True
     max_tensor_bytes: int = 64 << 20
     max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
+    load_budget_seconds: float = 30.0
+
+    def __post_init__(self):
+        if not self.load_budget_seconds > 0:
+            raise ValueError(f"load_budget_seconds={self.load_budget_seconds} must be > 0")
 
 
 @dataclasses.dataclass
@@ -129,16 +144,34 @@ class ModelManager:
         self._poll_lock = threading.Lock()  # one poll or reconfiguration at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
+        self._deferred = False  # the last pass ran out of load budget with versions left
+        self._reloads_waiting = 0  # configure() calls waiting for the poll lock
+        self._waiting_lock = threading.Lock()
+        self._yield_to_reloads = False  # set for background passes only
+        self._listeners = []
 
     # -- configuration ---------------------------------------------------------------
-    def configure(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    def configure(self, config: model_server_config_pb2.ModelServerConfig, allowed_roots=None) -> None:
         """Validates and applies a ModelServerConfig, then loads what it asks for.
 
         Blocks until the new configuration's versions are loaded (or failed), like TF
-        Serving's ReloadConfig. Raises INVALID_ARGUMENT (nothing changes) if it is invalid.
+        Serving's ReloadConfig, but at most about `load_budget_seconds` (later polls load
+        the rest). Raises INVALID_ARGUMENT (nothing changes) if it is invalid, and
+        PERMISSION_DENIED if `allowed_roots` is given and a base path is outside them.
         """
         models = self._models_from_config(config)
-        with self._poll_lock:
+        if allowed_roots is not None:
+            for model in models.values():
+                check_inside_roots(model.name, model.base_path, allowed_roots)
+        with self._waiting_lock:
+            self._reloads_waiting += 1  # a background pass stops starting loads and lets us in
+        try:
+            self._poll_lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._reloads_waiting -= 1
+        try:
             current = self._models
             merged = {}
             for name, model in models.items():
@@ -151,7 +184,10 @@ class ModelManager:
                 if merged.get(name) is not old:
                     self._retire_all(old)
             self._models = merged
-            self._poll_locked()
+            self._poll_locked(yield_to_reloads=False)
+        finally:
+            self._poll_lock.release()
+        self._start_catch_up()
 
     def _models_from_config(self, config) -> dict:
         if config.WhichOneof("config") != "model_config_list":
@@ -181,8 +217,18 @@ class ModelManager:
 
     # -- polling ---------------------------------------------------------------------
     def start(self) -> None:
-        """Starts the background poll (after `configure`, which did the first poll)."""
-        if self.options.file_system_poll_wait_seconds > 0 and self._thread is None:
+        """Starts the background poll (after `configure`, which did the first poll).
+
+        With `file_system_poll_wait_seconds=0` (poll once) a thread still runs while
+        versions deferred by the load budget remain, then exits.
+        """
+        self._started = True
+        self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        if not self._started or self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+            return
+        if self.options.file_system_poll_wait_seconds > 0 or self._deferred:
             self._thread = threading.Thread(target=self._poll_forever, name="model-poller", daemon=True)
             self._thread.start()
 
@@ -192,7 +238,10 @@ class ModelManager:
             self._thread.join(timeout=30)
 
     def _poll_forever(self) -> None:
-        while not self._stop.wait(self.options.file_system_poll_wait_seconds):
+        poll_wait = self.options.file_system_poll_wait_seconds
+        while poll_wait > 0 or self._deferred:
+            if self._stop.wait(_CATCH_UP_SECONDS if self._deferred else poll_wait):
+                return
             try:
                 self.poll_once()
             except Exception:  # noqa: BLE001  (a poll must never kill the poller)
@@ -201,33 +250,68 @@ class ModelManager:
     def poll_once(self) -> None:
         """One pass over every model: load wanted versions, then retire unwanted ones."""
         with self._poll_lock:
-            self._poll_locked()
+            self._poll_locked(yield_to_reloads=True)
 
-    def _poll_locked(self) -> None:
-        for model in list(self._models.values()):
-            if self._stop.is_set():
-                return
-            self._poll_model(model)
+    def _poll_locked(self, yield_to_reloads: bool) -> None:
+        deadline = time.monotonic() + self.options.load_budget_seconds
+        self._deferred = False
+        self._yield_to_reloads = yield_to_reloads
+        try:
+            for model in list(self._models.values()):
+                if self._stop.is_set():
+                    return
+                self._poll_model(model, deadline)
+        finally:
+            self._notify()
+        if self._deferred:
+            _log.warning("load budget of %.0f s used up: the remaining versions load on the next polls",
+                         self.options.load_budget_seconds)
 
-    def _poll_model(self, model: _Model) -> None:
+    def _poll_model(self, model: _Model, deadline: float) -> None:
         on_disk = list_version_dirs(model.base_path)
-        wanted = model.policy.loaded_versions(on_disk)
-        for version in sorted(wanted, reverse=True):
-            entry = model.versions.get(version)
-            if entry is not None and entry.state == State.AVAILABLE:
-                continue
-            if entry is not None and entry.state == State.END and entry.error is not None and entry.dir_stamp == _dir_stamp(on_disk[version]):
-                continue  # failed before and the directory has not changed since
-            self._load(model, version, on_disk[version])
+        if model.policy.kind == "latest":
+            wanted = self._load_newest(model, on_disk, deadline)
+        else:
+            wanted = model.policy.loaded_versions(on_disk)
+            for version in sorted(wanted, reverse=True):
+                self._ensure_loaded(model, version, on_disk[version], deadline)
         if any(model.versions.get(v) and model.versions[v].state == State.AVAILABLE for v in wanted):
             for version, entry in list(model.versions.items()):
                 if version not in wanted and entry.state == State.AVAILABLE:
                     self._retire(model, entry)
 
-    def _load(self, model: _Model, version: int, path: str) -> None:
+    def _load_newest(self, model: _Model, on_disk: dict, deadline: float) -> list:
+        """`latest` N: the N newest versions that are (or now get) AVAILABLE, newest first."""
+        chosen = []
+        for version in sorted(on_disk, reverse=True):
+            if len(chosen) == model.policy.num_versions:
+                break
+            if self._ensure_loaded(model, version, on_disk[version], deadline):
+                chosen.append(version)
+        return chosen
+
+    def _ensure_loaded(self, model: _Model, version: int, path: str, deadline: float) -> bool:
+        """Loads `version` unless it serves already, failed unchanged before, or the budget is spent."""
+        entry = model.versions.get(version)
+        if entry is not None and entry.state == State.AVAILABLE:
+            return True
+        if entry is not None and entry.state == State.END and entry.error is not None and entry.dir_stamp == _dir_stamp(path):
+            return False  # failed before and the directory has not changed since
+        if self._out_of_budget(deadline):
+            self._deferred = True
+            return False
+        self._load(model, version, path, deadline)
+        return model.versions[version].state == State.AVAILABLE
+
+    def _out_of_budget(self, deadline: float) -> bool:
+        """No new load or retry: the pass's budget is spent, or a reload waits for the lock."""
+        return time.monotonic() >= deadline or (self._yield_to_reloads and self._reloads_waiting > 0)
+
+    def _load(self, model: _Model, version: int, path: str, deadline: float) -> None:
         entry = VersionState(version, State.LOADING)
         model.versions[version] = entry
         attempts = 1 + max(0, self.options.max_num_load_retries)
+        pause = self.options.load_retry_interval_seconds
         for attempt in range(attempts):
             try:
                 loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
@@ -236,7 +320,8 @@ class ModelManager:
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)
                 _log.warning("model %s version %d: load attempt %d/%d failed: %s", model.name, version, attempt + 1, attempts, entry.error.message)
-                if attempt + 1 < attempts and not self._stop.wait(self.options.load_retry_interval_seconds):
+                retry = attempt + 1 < attempts and not self._out_of_budget(deadline - pause)
+                if retry and not self._stop.wait(pause):
                     continue
                 entry.state, entry.dir_stamp = State.END, _dir_stamp(path)
                 return
@@ -260,16 +345,36 @@ class ModelManager:
             if entry.state == State.UNLOADING:
                 entry.loaded, entry.state = None, State.END
 
-    @staticmethod
-    def _publish(model: _Model) -> None:
+    def _publish(self, model: _Model) -> None:
         serving = {v: e.loaded for v, e in model.versions.items() if e.state == State.AVAILABLE}
         model.serving = serving
         model.latest = serving[max(serving)] if serving else None
+        self._notify()
+
+    # -- readiness -------------------------------------------------------------------
+    def add_listener(self, callback) -> None:
+        """Calls `callback()` whenever the set of serving versions may have changed."""
+        self._listeners.append(callback)
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001  (a listener must not break loading)
+                _log.exception("version-change listener failed")
+
+    def not_ready_models(self) -> list:
+        """Configured models with no AVAILABLE version; the server is ready when this is empty."""
+        return sorted(name for name, model in self._models.items() if not model.serving)
 
     # -- request side ----------------------------------------------------------------
     @property
     def model_names(self) -> list:
         return sorted(self._models)
+
+    def base_paths(self) -> dict:
+        """{model name: real base path} of the configured models."""
+        return {name: model.base_path for name, model in self._models.items()}
 
     def has_model(self, name: str) -> bool:
         return name in self._models

@@ -51,6 +51,10 @@ class ServerOptions:
     engine: str = "embedded"
     kserve_signature_def: str = ""  # KServe v2: SIG or MODEL=SIG,... ("" = serving_default)
     max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
+    # Reload API and loading bounds (not tensorflow_model_server flags; see docs/serving-server.md).
+    enable_model_config_reload: bool = True
+    allowed_model_base_path_roots: str = ""  # comma-separated; start-up base paths are always allowed
+    load_budget_seconds: float = 30.0
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -71,6 +75,8 @@ class ServerOptions:
             raise ValueError(f"--max_request_rows={self.max_request_rows} must be >= 1")
         if self.engine not in ("embedded", "tfserving"):
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
+        if not self.load_budget_seconds > 0:
+            raise ValueError(f"--load_budget_seconds={self.load_budget_seconds} must be > 0 (e.g. 30)")
 
     @property
     def max_body_bytes(self) -> int:
@@ -124,6 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
     add("--kserve_signature_def", default="",
         help="signature the KServe v2 API exposes: SIG for every model, MODEL=SIG,... per model (default serving_default)")
+    # Reload API and loading bounds (this server's own flags; tensorflow_model_server has none).
+    add("--enable_model_config_reload", type=_bool, nargs="?", const=True, default=True,
+        help="serve ModelService.HandleReloadConfigRequest (default true; false answers UNIMPLEMENTED)")
+    add("--allowed_model_base_path_roots", default="",
+        help="comma-separated directories a reload's base_path may be in, besides the start-up base paths "
+             "(anything else gets PERMISSION_DENIED)")
+    add("--load_budget_seconds", type=float, default=d["load_budget_seconds"].default,
+        help="a poll or reload starts no new load or retry after this many seconds; later polls load the rest")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:

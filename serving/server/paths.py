@@ -7,18 +7,27 @@ symlink or `..` cannot make the server load a SavedModel from elsewhere.
 
     base = resolve_base_path("digits", "runs/serving/digits")
     versions = list_version_dirs(base)   # {1: "/abs/runs/serving/digits/1", ...}
+    check_inside_roots("digits", base, ("/abs/runs/serving",))   # PERMISSION_DENIED if not
+
+Listing is bounded: at most `MAX_LISTED_ENTRIES` directory entries of a base path are
+looked at per poll, so a huge directory (or `/proc`) cannot stall the poller.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+
+import grpc
 
 from serving.server.errors import ServingError, clip
 from serving.tfs_config import MODEL_NAME_PATTERN
 
 _VERSION_DIR = re.compile(r"^[0-9]{1,19}$")
 MAX_VERSION = 2**63 - 1  # versions are int64 in every TF Serving proto
+MAX_LISTED_ENTRIES = 10_000  # entries of one base path looked at per poll
+_ECHO_CHARS = 200  # longest client-given text repeated in an error message
 _log = logging.getLogger(__name__)
 
 
@@ -70,9 +79,14 @@ def list_version_dirs(base_real: str) -> dict[int, str]:
     as is anything that resolves outside the base path.
     """
     try:
-        entries = os.listdir(base_real)
+        with os.scandir(base_real) as scan:
+            entries = [entry.name for entry in itertools.islice(scan, MAX_LISTED_ENTRIES + 1)]
     except (FileNotFoundError, NotADirectoryError):
         return {}
+    if len(entries) > MAX_LISTED_ENTRIES:
+        _log.warning("%s holds more than %d entries; only %d are looked at for versions: move old "
+                     "versions and other files out of the base path", base_real, MAX_LISTED_ENTRIES, MAX_LISTED_ENTRIES)
+        entries = entries[:MAX_LISTED_ENTRIES]
     versions = {}
     for entry in entries:
         if not _VERSION_DIR.match(entry) or int(entry) > MAX_VERSION:
@@ -81,3 +95,35 @@ def list_version_dirs(base_real: str) -> dict[int, str]:
         if real is not None:
             versions[int(entry)] = real
     return versions
+
+
+def check_inside_roots(name: str, base_real: str, roots) -> str:
+    """Returns `base_real` if it is one of `roots` or inside one, else PERMISSION_DENIED.
+
+    `roots` are real paths (see `allowed_roots`); `base_real` comes from `resolve_base_path`,
+    so symlinks and `..` have already been resolved.
+    """
+    for root in roots:
+        if os.path.commonpath([root, base_real]) == root:
+            return base_real
+    shown = base_real if len(base_real) <= _ECHO_CHARS else base_real[:_ECHO_CHARS] + "..."
+    raise ServingError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"base path {shown!r} of model {name[:_ECHO_CHARS]!r} is outside the allowed base-path roots {list(roots)}; "
+        "a reload may only use base paths under the start-up base paths or under a root added with "
+        "--allowed_model_base_path_roots=DIR[,DIR...]",
+    )
+
+
+def allowed_roots(startup_base_paths, extra_roots: str = "") -> tuple:
+    """Real paths a reload's base paths must stay under: the start-up base paths plus the
+    comma-separated `extra_roots` (`--allowed_model_base_path_roots`)."""
+    roots = {os.path.realpath(path) for path in startup_base_paths}
+    for root in extra_roots.split(","):
+        root = root.strip()
+        if not root:
+            continue
+        if "\x00" in root or "://" in root:
+            raise ValueError(f"--allowed_model_base_path_roots entry {root!r} must be a local directory")
+        roots.add(os.path.realpath(root))
+    return tuple(sorted(roots))

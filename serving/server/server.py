@@ -6,8 +6,11 @@
         server.wait_for_termination()
 
 `start()` loads the configured models first (like tensorflow_model_server), then binds
-the ports. `stop()` is graceful: health turns NOT_SERVING, no new RPCs are accepted,
-in-flight ones get `shutdown_grace_seconds` to finish.
+the ports. Health (gRPC `grpc.health.v1`, and `ready()` for REST) is SERVING only while
+every configured model has an AVAILABLE version. `reload_config()` (the ModelService
+reload RPC) only accepts base paths under `allowed_roots` and can be turned off.
+`stop()` is graceful: health turns NOT_SERVING, no new RPCs are accepted, in-flight ones
+get `shutdown_grace_seconds` to finish.
 """
 from __future__ import annotations
 
@@ -22,15 +25,19 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.server.batching import BatchingOptions
+from serving.server.errors import ServingError
 from serving.server.grpc_services import ModelServicer, PredictionServicer
 from serving.server.kserve import KServeOptions, add_kserve_grpc
 from serving.server.metrics import ServingMetrics
 from serving.server.model_manager import ManagerOptions, ModelManager, single_model_config
 from serving.server.options import ServerOptions
+from serving.server.paths import allowed_roots
 from serving.server.rest import METRICS_PATH, make_rest_server
 
 _log = logging.getLogger(__name__)
 HEALTH_SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+# Services that need a loaded version of every model; ModelService (status, reload) works without.
+READINESS_SERVICES = ("", "tensorflow.serving.PredictionService")
 
 
 def read_model_config(path: str) -> model_server_config_pb2.ModelServerConfig:
@@ -90,6 +97,7 @@ class ModelServer:
             enable_model_warmup=options.enable_model_warmup,
             max_tensor_bytes=4 * options.grpc_max_message_bytes,
             max_request_rows=options.max_request_rows,
+            load_budget_seconds=options.load_budget_seconds,
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None
@@ -98,11 +106,16 @@ class ModelServer:
         self._config_thread = None
         self._stopped = threading.Event()
         self.grpc_port = self.rest_port = self.monitoring_port = None
+        self.allowed_roots: tuple = ()  # set by start(): where reloads may point
+        self._was_ready = None
+        self.manager.add_listener(self._update_health)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> "ModelServer":
         self._configure_tf_threads()
+        extra_roots = allowed_roots((), self.options.allowed_model_base_path_roots)  # bad flag: fail before loading
         self.manager.configure(self._model_config())
+        self.allowed_roots = tuple(sorted(set(extra_roots) | set(self.manager.base_paths().values())))
         self.manager.start()
         self._start_grpc()
         tls = self._ssl_context()
@@ -134,6 +147,41 @@ class ModelServer:
             done.wait(grace + 1)
         self.manager.stop()
         _log.info("server stopped")
+
+    # -- reload and readiness --------------------------------------------------------
+    def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """ModelService.HandleReloadConfigRequest: UNIMPLEMENTED when reloads are off,
+        PERMISSION_DENIED for a base path outside `allowed_roots`, else `manager.configure`."""
+        if not self.options.enable_model_config_reload:
+            raise ServingError.unimplemented(
+                "HandleReloadConfigRequest is disabled on this server (--enable_model_config_reload=false); "
+                "change the models by editing --model_config_file or restarting the server"
+            )
+        self.manager.configure(config, allowed_roots=self.allowed_roots)
+
+    def ready(self) -> tuple:
+        """(True, "") when every configured model has an AVAILABLE version, else (False, why).
+
+        The REST readiness endpoint should answer 200 / 503 from this."""
+        if self._stopped.is_set():
+            return False, "the server is shutting down"
+        missing = self.manager.not_ready_models()
+        if missing:
+            return False, f"no version of model(s) {missing} is available; see GetModelStatus for load errors"
+        return True, ""
+
+    def _update_health(self) -> None:
+        if self._health is None:
+            return
+        from grpc_health.v1 import health_pb2
+
+        ready, why = self.ready()
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in READINESS_SERVICES:
+            self._health.set(service, status)  # ignored once graceful shutdown began
+        if ready != self._was_ready:
+            self._was_ready = ready
+            _log.log(logging.INFO if ready else logging.WARNING, "health %s%s", "SERVING" if ready else "NOT_SERVING: ", why)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -184,7 +232,7 @@ class ModelServer:
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics, reload=self.reload_config), self._grpc)
         add_kserve_grpc(self._grpc, self.manager, self.metrics, KServeOptions.parse(self.options.kserve_signature_def))
         self._add_health()
         address = _host_port(self.options.host, self.options.port)
@@ -205,6 +253,7 @@ class ModelServer:
         self._health = health.HealthServicer()
         for service in HEALTH_SERVICES:
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._update_health()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
 
     def _ssl_context(self):
