@@ -91,6 +91,11 @@ def flags_logging_config(model_name: str, log_dir: str, sampling_rate: float) ->
     return validate_logging_config(model_name, config)
 
 
+def logging_configs(config) -> dict[str, logging_config_pb2.LoggingConfig]:
+    """Model name -> LoggingConfig of the entries of a ModelServerConfig that have one."""
+    return {m.name: m.logging_config for m in config.model_config_list.config if m.HasField("logging_config")}
+
+
 class _FileSink:
     """One model's rotated TFRecord files `<prefix>-<UTC start>-<pid>-<seq>.tfrecord` (writer thread only)."""
 
@@ -98,7 +103,6 @@ class _FileSink:
         self.prefix = os.path.abspath(prefix)
         self._limits, self._on_delete = limits, on_delete
         self._writer, self._path, self._size, self._seq = None, None, 0, 0
-        os.makedirs(os.path.dirname(self.prefix), exist_ok=True)
 
     def files(self) -> list[str]:
         """This prefix's log files, oldest first (names sort by start time)."""
@@ -114,6 +118,7 @@ class _FileSink:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             self._path = f"{self.prefix}-{stamp}-{os.getpid()}-{self._seq:05d}{FILE_SUFFIX}"
             self._seq += 1
+            os.makedirs(os.path.dirname(self.prefix), exist_ok=True)
             self._enforce_disk_bound(reserve=1)
             self._writer, self._size = tf.io.TFRecordWriter(self._path), 0
         self._writer.write(record)
@@ -164,16 +169,20 @@ class ServerRequestLogger:
 
     def __init__(self, configs: dict[str, logging_config_pb2.LoggingConfig], limits: RequestLogLimits | None = None):
         self.limits = limits or RequestLogLimits()
-        self._configs = {name: validate_logging_config(name, config) for name, config in configs.items()}
-        self._rates = {name: config.sampling_config.sampling_rate for name, config in self._configs.items()}
-        self._sinks = {name: _FileSink(config.log_collector_config.filename_prefix, self.limits, self._count_deleted)
-                       for name, config in self._configs.items()}
+        self._configs: dict[str, logging_config_pb2.LoggingConfig] = {}
+        self.update(configs)
+        self._sinks: dict[str, _FileSink] = {}  # by absolute filename prefix; writer thread only
         self._queue: queue.Queue = queue.Queue(maxsize=self.limits.queue_size)
         self.logged = self.dropped = self.bytes_written = self.files_deleted = self.write_errors = 0
         self._random = random.Random()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
+
+    def update(self, configs: dict[str, logging_config_pb2.LoggingConfig]) -> None:
+        """New per-model configs (a reloaded models.config); calls already queued keep their old config."""
+        checked = {name: validate_logging_config(name, config) for name, config in configs.items()}
+        self._configs = checked  # one reference swap: request threads see the old or the new map
 
     @classmethod
     def from_flags(cls, model_name: str, log_dir: str, sampling_rate: float = 1.0, limits: RequestLogLimits | None = None):
@@ -182,8 +191,7 @@ class ServerRequestLogger:
     @classmethod
     def from_model_server_config(cls, config, limits: RequestLogLimits | None = None):
         """From a ModelServerConfig: the models whose entry has a logging_config."""
-        models = config.model_config_list.config
-        return cls({m.name: m.logging_config for m in models if m.HasField("logging_config")}, limits)
+        return cls(logging_configs(config), limits)
 
     @property
     def model_names(self) -> list[str]:
@@ -213,11 +221,14 @@ class ServerRequestLogger:
 
     def _offer(self, kind: str, model_spec, request, response) -> bool:
         """Samples and enqueues; never blocks. True when the call was queued for writing."""
-        rate = self._rates.get(model_spec.name)
+        config = self._configs.get(model_spec.name)
+        if config is None:
+            return False
+        rate = config.sampling_config.sampling_rate
         if not rate or (rate < 1.0 and self._random.random() >= rate):
             return False
         try:
-            self._queue.put_nowait((kind, model_spec, request, response, int(time.time())))
+            self._queue.put_nowait((kind, model_spec, request, response, int(time.time()), config))
             return True
         except queue.Full:
             self.dropped += 1  # one writer of this counter per request thread; a lost increment is tolerable
@@ -240,27 +251,36 @@ class ServerRequestLogger:
                 except queue.Empty:
                     break
             touched = set()
-            for kind, model_spec, request, response, stamp in batch:
+            for kind, model_spec, request, response, stamp, config in batch:
                 try:
-                    record = self._record(kind, model_spec, request, response, stamp)
-                    self.bytes_written += self._sinks[model_spec.name].write(record)
-                    touched.add(model_spec.name)
+                    record = self._record(kind, model_spec, request, response, stamp, config)
+                    sink = self._sink(config.log_collector_config.filename_prefix)
+                    self.bytes_written += sink.write(record)
+                    touched.add(sink)
                     self.logged += 1
                 except Exception as error:  # noqa: BLE001  (a bad record or a full disk must not kill logging)
                     self.write_errors += 1
                     _log.warning("request log: cannot write a %s record for %r: %s", kind, model_spec.name, error)
-            for name in touched:  # readers see whole records without waiting for rotation
-                self._sinks[name].flush()
+            for sink in touched:  # readers see whole records without waiting for rotation
+                sink.flush()
             for _ in batch:
                 self._queue.task_done()
         for sink in self._sinks.values():
             sink.close()
 
-    def _record(self, kind, model_spec, request, response, stamp: int) -> bytes:
+    def _sink(self, prefix: str) -> _FileSink:
+        key = os.path.abspath(prefix)
+        sink = self._sinks.get(key)
+        if sink is None:
+            sink = self._sinks[key] = _FileSink(key, self.limits, self._count_deleted)
+        return sink
+
+    @staticmethod
+    def _record(kind, model_spec, request, response, stamp: int, config) -> bytes:
         log = prediction_log_pb2.PredictionLog()
         meta = log.log_metadata
         meta.model_spec.CopyFrom(model_spec)
-        meta.sampling_config.CopyFrom(self._configs[model_spec.name].sampling_config)
+        meta.sampling_config.CopyFrom(config.sampling_config)
         meta.saved_model_tags.extend(SAVED_MODEL_TAGS)
         meta.timestamp_secs = stamp
         if kind == "predict_arrays":
@@ -282,7 +302,9 @@ class ServerRequestLogger:
                 "files_deleted": self.files_deleted, "write_errors": self.write_errors, "queued": self._queue.qsize()}
 
     def files(self, model_name: str) -> list[str]:
-        return self._sinks[model_name].files()
+        """The log files of `model_name`'s current filename_prefix, oldest first."""
+        prefix = os.path.abspath(self._configs[model_name].log_collector_config.filename_prefix)
+        return sorted(glob.glob(glob.escape(prefix) + "-*" + FILE_SUFFIX))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Waits (bounded) until everything queued so far is written; True when it was."""
@@ -297,6 +319,31 @@ class ServerRequestLogger:
         """Writes what is queued (up to `timeout` seconds), closes the files, stops the thread."""
         self._stopping.set()
         self._thread.join(timeout)
+
+
+class RequestLogCollector:
+    """Prometheus counters of a ServerRequestLogger: `registry.register(RequestLogCollector(logger))`.
+
+    serving_request_log_records_total{outcome="logged|dropped|write_error"},
+    serving_request_log_bytes_written_total, serving_request_log_files_deleted_total.
+    """
+
+    def __init__(self, logger: ServerRequestLogger):
+        self._logger = logger
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        stats = self._logger.stats()
+        records = CounterMetricFamily("serving_request_log_records", "Sampled calls by outcome (dropped: the queue was full)",
+                                      labels=("outcome",))
+        for outcome, key in (("logged", "logged"), ("dropped", "dropped"), ("write_error", "write_errors")):
+            records.add_metric((outcome,), stats[key])
+        yield records
+        yield CounterMetricFamily("serving_request_log_bytes_written", "Bytes written to request-log files",
+                                  value=stats["bytes_written"])
+        yield CounterMetricFamily("serving_request_log_files_deleted", "Request-log files deleted by the disk bound",
+                                  value=stats["files_deleted"])
 
 
 def _predict_protos(model_spec, inputs: dict, outputs: dict):

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from prometheus_client import CollectorRegistry, generate_latest
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server import request_log
 from serving.server.request_log import (
+    RequestLogCollector,
     RequestLogConfigError,
     RequestLogLimits,
     ServerRequestLogger,
@@ -35,7 +38,7 @@ def _predict_pair(value: float = 1.0, version: int = 3):
 
 
 def _read(paths) -> list[prediction_log_pb2.PredictionLog]:
-    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(sorted(paths))]
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(sorted(map(str, paths)))]
 
 
 def test_records_parse_as_prediction_logs_with_metadata(tmp_path):
@@ -136,19 +139,18 @@ def test_rotation_and_disk_bound_hold_including_files_of_earlier_processes(tmp_p
     assert len(logs) >= (limits.max_files - 1) * (limits.max_file_bytes // (record_bytes + 200))
 
 
-def test_full_queue_drops_and_counts_without_blocking(tmp_path):
+def test_full_queue_drops_and_counts_without_blocking(tmp_path, monkeypatch):
     limits = RequestLogLimits(queue_size=64)
     logger = ServerRequestLogger.from_flags(MODEL, str(tmp_path), limits=limits)
-    sink = logger._sinks[MODEL]
     release, entered = threading.Event(), threading.Event()
-    real_write = sink.write
+    real_write = request_log._FileSink.write
 
-    def stalled_write(record):  # a disk that hangs
+    def stalled_write(sink, record):  # a disk that hangs
         entered.set()
         release.wait(30)
-        return real_write(record)
+        return real_write(sink, record)
 
-    sink.write = stalled_write
+    monkeypatch.setattr(request_log._FileSink, "write", stalled_write)
     request, response = _predict_pair()
     logger.log_predict(response.model_spec, request, response)
     assert entered.wait(10)  # the writer holds one record and is stuck
@@ -171,6 +173,29 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path):
     logger.close()
     assert logger.stats()["logged"] == 1 + limits.queue_size
     assert len(_read(logger.files(MODEL))) == 1 + limits.queue_size
+    registry = CollectorRegistry()
+    registry.register(RequestLogCollector(logger))
+    text = generate_latest(registry).decode()
+    assert f'serving_request_log_records_total{{outcome="dropped"}} {float(calls - limits.queue_size)}' in text
+    assert f'serving_request_log_records_total{{outcome="logged"}} {float(1 + limits.queue_size)}' in text
+    assert f"serving_request_log_bytes_written_total {float(logger.stats()['bytes_written'])}" in text
+
+
+def test_update_switches_prefix_and_rate_for_new_calls(tmp_path):
+    logger = ServerRequestLogger.from_flags(MODEL, str(tmp_path / "a"))
+    request, response = _predict_pair()
+    logger.log_predict(response.model_spec, request, response)
+    first = logger.files(MODEL) if logger.flush(10) else None
+    logger.update({MODEL: request_log.flags_logging_config(MODEL, str(tmp_path / "b"), 1.0), "new": request_log.flags_logging_config("new", str(tmp_path / "b"), 1.0)})
+    logger.log_predict(response.model_spec, request, response)
+    assert logger.log_predict(model_spec("new", 1), request, response)
+    logger.update({})  # logging turned off by a reloaded models.config
+    assert not logger.log_predict(response.model_spec, request, response)
+    assert logger.flush(10)
+    logger.close()
+    assert len(_read(first)) == 1 and str(tmp_path / "a") in first[0]
+    assert len(_read((tmp_path / "b" / MODEL).glob("*.tfrecord"))) == 1
+    assert len(_read((tmp_path / "b" / "new").glob("*.tfrecord"))) == 1
 
 
 def test_sampling_rate_holds(tmp_path):
