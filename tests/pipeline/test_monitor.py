@@ -131,3 +131,17 @@ def test_usage_errors_exit_2(served, tmp_path, capsys):
     assert cli(["--config", served["config"], "--request-log", str(empty), "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
     assert cli(["--request-log", str(empty)]) == 2
+
+
+@pytest.mark.e2e
+def test_scheduled_monitor_starts_a_run_on_drift(served, capsys):
+    """The schedule hook runs the real `python -m pipeline monitor` on inverted traffic."""
+    from pipeline.monitor.schedule_hook import monitor_tick
+
+    log_dir = str(served["tmp"] / "tick" / "log")
+    log_traffic(log_dir, served["version_dir"], served["version"], 255 - served["images"])
+    started = []
+    outcome = monitor_tick(served["config"], log_dir, retrain_on_drift=True, start_run=lambda: started.append(1) or True,
+                           report_dir=served["tmp"] / "tick" / "report", timeout_seconds=900)
+    assert (outcome.exit_code, outcome.status, outcome.retrain) == (1, "drift", "started"), outcome.output_tail
+    assert "intensity_c0" in outcome.drifted_features and started == [1]

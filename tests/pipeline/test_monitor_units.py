@@ -13,6 +13,7 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2
 
 import pipeline.tfx_compat  # noqa: F401  (tfx.components before TFDV)
 from components.ingest.executor import make_example
+from pipeline.config import ConfigError, validate_config
 from pipeline.monitor.config import MonitorConfigError, Rule, parse_since, validate_monitor_config
 from pipeline.monitor.features import Examples, TrafficError, feature_frame, read_served
 from pipeline.monitor.stats import compare
@@ -43,6 +44,12 @@ def test_defaults_and_overrides():
 def test_bad_monitor_section_names_the_key(section, needle):
     with pytest.raises(MonitorConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
         validate_monitor_config(section)
+
+
+def test_pipeline_config_accepts_and_checks_the_monitor_section():
+    assert validate_config({"pipeline_name": "p", "monitor": {"min_requests": 10}})["monitor"] == {"min_requests": 10}
+    with pytest.raises(ConfigError, match="config key 'monitor'.*monitor.min_requests"):
+        validate_config({"pipeline_name": "p", "monitor": {"min_requests": -1}})
 
 
 def test_parse_since():
