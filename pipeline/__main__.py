@@ -127,6 +127,7 @@ COMMANDS = {
     "validate": _lazy("pipeline.validate_cmd"),
     "lineage": _lazy("pipeline.lineage"),
     "compile": _lazy("pipeline.compile"),
+    "monitor": _lazy("pipeline.monitor"),
 }
 
 

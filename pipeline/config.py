@@ -83,6 +83,7 @@ SCHEMA: dict[str, Any] = {
         "metrics": ((list,), [], None),  # [{name: TFMA metric, lower_bound|upper_bound: x}]
     },
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
+    "monitor": ((dict,), {}, ANY_DICT),  # pipeline/monitor/config.py validates it
     "infra_validation": {
         "enabled": ((bool,), True, None),
         "make_warmup": ((bool,), True, None),
@@ -249,6 +250,12 @@ def validate_config(raw: dict) -> dict:
         validate_optimize_config(cfg["optimize"])
     except OptimizeConfigError as e:
         raise ConfigError(f"config key 'optimize': {e}") from None
+    from pipeline.monitor.config import MonitorConfigError, validate_monitor_config
+
+    try:
+        validate_monitor_config(cfg["monitor"])
+    except MonitorConfigError as e:
+        raise ConfigError(f"config key 'monitor': {e}") from None
     runs = cfg["runs_dir"]
     cfg["data"]["data_dir"] = os.path.expanduser(cfg["data"]["data_dir"] or os.path.join(runs, "tensorflow_datasets"))
     cfg["push"]["serving_base"] = cfg["push"]["serving_base"] or os.path.join(runs, "serving")
