@@ -57,9 +57,16 @@ def _abort(context, error: Exception):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict/Classify/Regress/MultiInference/GetModelMetadata over a ModelManager."""
 
-    def __init__(self, manager, metrics):
+    def __init__(self, manager, metrics, request_logger=None):
         self._manager = manager
         self._metrics = metrics
+        self._request_logger = request_logger
+
+    def _logged(self, kind: str, request, response):
+        if self._request_logger is not None:
+            spec = response.model_spec if kind != "multi_inference" else response.results[0].model_spec
+            getattr(self._request_logger, f"log_{kind}")(spec, request, response)
+        return response
 
     def _serve(self, method: str, model_spec, context, handler):
         try:
@@ -71,13 +78,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error)
 
     def Predict(self, request, context):
-        return self._serve("Predict", request.model_spec, context, lambda version: predict(version, request))
+        return self._serve("Predict", request.model_spec, context, lambda version: self._logged("predict", request, predict(version, request)))
 
     def Classify(self, request, context):
-        return self._serve("Classify", request.model_spec, context, lambda version: inference.classify(version, request))
+        return self._serve("Classify", request.model_spec, context, lambda version: self._logged("classify", request, inference.classify(version, request)))
 
     def Regress(self, request, context):
-        return self._serve("Regress", request.model_spec, context, lambda version: inference.regress(version, request))
+        return self._serve("Regress", request.model_spec, context, lambda version: self._logged("regress", request, inference.regress(version, request)))
 
     def MultiInference(self, request, context):
         if not request.tasks:
@@ -91,7 +98,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 _abort(context, ServingError.invalid_argument(
                     "all tasks of a MultiInferenceRequest must name the same model and version"
                 ))
-        return self._serve("MultiInference", first, context, lambda version: inference.multi_inference(version, request))
+        return self._serve("MultiInference", first, context, lambda version: self._logged("multi_inference", request, inference.multi_inference(version, request)))
 
     def GetModelMetadata(self, request, context):
         def metadata(version):

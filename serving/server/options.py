@@ -55,6 +55,11 @@ class ServerOptions:
     enable_model_config_reload: bool = True
     allowed_model_base_path_roots: str = ""  # comma-separated; start-up base paths are always allowed
     load_budget_seconds: float = 30.0
+    request_log_dir: str = ""  # "" = no request log (a models.config logging_config still applies)
+    request_log_sampling_rate: float = 1.0
+    request_log_max_file_bytes: int = 64 << 20
+    request_log_max_files: int = 64
+    request_log_queue_size: int = 1024
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -73,6 +78,8 @@ class ServerOptions:
             raise ValueError("--grpc_max_threads must be >= 1")
         if self.max_request_rows < 1:
             raise ValueError(f"--max_request_rows={self.max_request_rows} must be >= 1")
+        if not 0.0 <= self.request_log_sampling_rate <= 1.0:
+            raise ValueError(f"--request_log_sampling_rate={self.request_log_sampling_rate}: use a number in [0, 1]")
         if self.engine not in ("embedded", "tfserving"):
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
         if not self.load_budget_seconds > 0:
@@ -127,6 +134,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most rows (dim 0 / tf.Examples) in one request; more is RESOURCE_EXHAUSTED. Materialized bytes "
              "are limited to 4x --grpc_max_message_bytes")
     add("--tensorflow_intra_op_parallelism", type=int, default=0, help="TF intra-op threads (0 = TF's default)")
+    add("--request_log_dir", default="", help="log sampled requests as PredictionLog TFRecords under DIR/<model>/ (default off)")
+    add("--request_log_sampling_rate", type=float, default=d["request_log_sampling_rate"].default,
+        help="fraction of requests logged with --request_log_dir (0-1, default 1.0)")
+    add("--request_log_max_file_bytes", type=int, default=d["request_log_max_file_bytes"].default, help="rotate a request-log file at this size")
+    add("--request_log_max_files", type=int, default=d["request_log_max_files"].default,
+        help="keep at most this many request-log files per model (oldest deleted; total also <= 16 x max_file_bytes)")
+    add("--request_log_queue_size", type=int, default=d["request_log_queue_size"].default,
+        help="calls waiting for the log writer; beyond it calls are dropped (counted), never delayed")
     add("--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
     add("--kserve_signature_def", default="",
         help="signature the KServe v2 API exposes: SIG for every model, MODEL=SIG,... per model (default serving_default)")

@@ -92,9 +92,10 @@ class _HttpError(Exception):
 class _Api:
     """The REST API proper, synchronous (runs in the thread pool): request -> (status, body, type)."""
 
-    def __init__(self, manager, metrics, *, metrics_path_enabled: bool, metrics_only: bool):
+    def __init__(self, manager, metrics, *, metrics_path_enabled: bool, metrics_only: bool, request_logger=None):
         self.manager = manager
         self.metrics = metrics
+        self.request_logger = request_logger  # serving/server/request_log.py; None = no request log
         self.metrics_path_enabled = metrics_path_enabled
         self.metrics_only = metrics_only
 
@@ -148,16 +149,25 @@ class _Api:
             if verb == "predict":
                 signature = version.signature(signature_name)
                 arrays, row_format = rest_json.arrays_from_predict_body(signature, body)
-                return rest_json.predict_body(signature.run(arrays), row_format)
+                outputs = signature.run(arrays)
+                if self.request_logger is not None:  # logged as the equivalent PredictRequest
+                    answered = model_pb2.ModelSpec()
+                    version.fill_model_spec(answered, signature.name)
+                    self.request_logger.log_predict_arrays(answered, arrays, outputs)
+                return rest_json.predict_body(outputs, row_format)
             if verb == "classify":
                 request = classification_pb2.ClassificationRequest()
                 rest_json.examples_input(body, request.input)
-                result = inference.classify(version, _with_signature(request, signature_name)).result
-                return {"results": [[[c.label, c.score] for c in row.classes] for row in result.classifications]}
+                response = inference.classify(version, _with_signature(request, signature_name))
+                if self.request_logger is not None:
+                    self.request_logger.log_classify(response.model_spec, request, response)
+                return {"results": [[[c.label, c.score] for c in row.classes] for row in response.result.classifications]}
             request = regression_pb2.RegressionRequest()
             rest_json.examples_input(body, request.input)
-            result = inference.regress(version, _with_signature(request, signature_name)).result
-            return {"results": [r.value for r in result.regressions]}
+            response = inference.regress(version, _with_signature(request, signature_name))
+            if self.request_logger is not None:
+                self.request_logger.log_regress(response.model_spec, request, response)
+            return {"results": [r.value for r in response.result.regressions]}
 
 
 def _with_signature(request, signature_name: str):
@@ -255,11 +265,13 @@ class RestServer:
 
     def __init__(self, address, manager, metrics, *, max_body_bytes: int, metrics_path_enabled: bool = True,
                  metrics_only: bool = False, ssl_context=None, num_threads: int = 0, max_connections: int = MAX_CONNECTIONS,
-                 idle_timeout: float = IDLE_TIMEOUT_S, body_timeout: float = BODY_TIMEOUT_S, backlog: int = LISTEN_BACKLOG):
+                 idle_timeout: float = IDLE_TIMEOUT_S, body_timeout: float = BODY_TIMEOUT_S, backlog: int = LISTEN_BACKLOG,
+                 request_logger=None):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._socket = socket.create_server(address, family=family, backlog=backlog)  # SO_REUSEADDR on POSIX
         self.server_address = self._socket.getsockname()
-        self._api = _Api(manager, metrics, metrics_path_enabled=metrics_path_enabled, metrics_only=metrics_only)
+        self._api = _Api(manager, metrics, metrics_path_enabled=metrics_path_enabled, metrics_only=metrics_only,
+                         request_logger=request_logger)
         self.max_body_bytes = max_body_bytes
         self._ssl_context = ssl_context
         self._max_connections = max_connections

@@ -32,6 +32,9 @@ from serving.server.metrics import ServingMetrics
 from serving.server.model_manager import ManagerOptions, ModelManager, single_model_config
 from serving.server.options import ServerOptions
 from serving.server.paths import allowed_roots
+from serving.server.request_log import (
+    RequestLogCollector, RequestLogLimits, ServerRequestLogger, flags_logging_config, logging_configs,
+)
 from serving.server.rest import METRICS_PATH, make_rest_server
 
 _log = logging.getLogger(__name__)
@@ -109,13 +112,20 @@ class ModelServer:
         self.allowed_roots: tuple = ()  # set by start(): where reloads may point
         self._was_ready = None
         self.manager.add_listener(self._update_health)
+        self.request_logger = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> "ModelServer":
         self._configure_tf_threads()
         extra_roots = allowed_roots((), self.options.allowed_model_base_path_roots)  # bad flag: fail before loading
-        self.manager.configure(self._model_config())
+        config = self._model_config()
+        self.manager.configure(config)
         self.allowed_roots = tuple(sorted(set(extra_roots) | set(self.manager.base_paths().values())))
+        self.request_logger = ServerRequestLogger(self._request_log_configs(config), RequestLogLimits(
+            max_file_bytes=self.options.request_log_max_file_bytes, max_files=self.options.request_log_max_files,
+            max_total_bytes=self.options.request_log_max_files * self.options.request_log_max_file_bytes,
+            queue_size=self.options.request_log_queue_size))
+        self.metrics.registry.register(RequestLogCollector(self.request_logger))
         self.manager.start()
         self._start_grpc()
         tls = self._ssl_context()
@@ -145,6 +155,8 @@ class ModelServer:
             http.server_close()
         if done is not None:
             done.wait(grace + 1)
+        if self.request_logger is not None:
+            self.request_logger.close(timeout=max(grace, 1.0))  # writes what was queued
         self.manager.stop()
         _log.info("server stopped")
 
@@ -157,7 +169,13 @@ class ModelServer:
                 "HandleReloadConfigRequest is disabled on this server (--enable_model_config_reload=false); "
                 "change the models by editing --model_config_file or restarting the server"
             )
+        try:
+            log_configs = self._request_log_configs(config)  # a bad logging_config changes nothing
+        except ValueError as error:
+            raise ServingError.invalid_argument(f"logging_config: {error}") from None
         self.manager.configure(config, allowed_roots=self.allowed_roots)
+        if self.request_logger is not None:
+            self.request_logger.update(log_configs)
 
     def ready(self) -> tuple:
         """(True, "") when every configured model has an AVAILABLE version, else (False, why).
@@ -216,10 +234,24 @@ class ModelServer:
                 config = self._model_config()
                 if config.SerializeToString() != last:
                     self.manager.configure(config)
+                    self._update_request_log(config)
                     last = config.SerializeToString()
                     _log.info("applied the changed %s", self.options.model_config_file)
             except Exception as error:  # noqa: BLE001  (keep serving the previous config)
                 _log.error("not applying %s: %s", self.options.model_config_file, error)
+
+    def _request_log_configs(self, config) -> dict:
+        """models.config logging_configs; --request_log_dir covers the models without one."""
+        configs = logging_configs(config)
+        if self.options.request_log_dir:
+            for model in config.model_config_list.config:
+                configs.setdefault(model.name, flags_logging_config(
+                    model.name, self.options.request_log_dir, self.options.request_log_sampling_rate))
+        return configs
+
+    def _update_request_log(self, config) -> None:
+        if self.request_logger is not None:
+            self.request_logger.update(self._request_log_configs(config))
 
     def _start_grpc(self) -> None:
         size = self.options.grpc_max_message_bytes
@@ -231,7 +263,7 @@ class ModelServer:
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
             ],
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), self._grpc)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics, self.request_logger), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics, reload=self.reload_config), self._grpc)
         add_kserve_grpc(self._grpc, self.manager, self.metrics, KServeOptions.parse(self.options.kserve_signature_def))
         self._add_health()
@@ -269,7 +301,7 @@ class ModelServer:
             self.options.host, max(port, 0), self.manager, self.metrics,  # port -1 = any free port
             max_body_bytes=self.options.max_body_bytes,
             metrics_path_enabled=self._metrics_on_rest or metrics_only,
-            metrics_only=metrics_only, ssl_context=tls,
+            metrics_only=metrics_only, ssl_context=tls, request_logger=self.request_logger,
         )
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True)
         thread.start()
