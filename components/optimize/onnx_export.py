@@ -175,11 +175,11 @@ def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET, signature: str = 
     import onnxruntime
     import tf2onnx
 
-    graph = images_subgraph(saved_model_dir) if signature == IMAGES_SIGNATURE else text_subgraph(saved_model_dir)
     unsupported = _UnsupportedOps()
     tf2onnx_logger = logging.getLogger("tf2onnx")
     tf2onnx_logger.addHandler(unsupported)
     try:
+        graph = images_subgraph(saved_model_dir) if signature == IMAGES_SIGNATURE else text_subgraph(saved_model_dir)
         model_proto, _ = tf2onnx.convert.from_graph_def(
             graph.graph_def,
             input_names=[graph.input_tensor],
@@ -187,8 +187,10 @@ def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET, signature: str = 
             opset=opset,
             tensors_to_rename={graph.input_tensor: INPUT_NAMES[signature], graph.output_tensor: OUTPUT_NAME},
         )
+    except OnnxExportError:
+        raise
     except Exception as e:
-        raise OnnxExportError(f"tf2onnx could not convert {signature} of {saved_model_dir}: {type(e).__name__}: {e}"[:1000], unsupported.ops) from e
+        raise OnnxExportError(f"{signature} of {saved_model_dir} could not be converted to ONNX: {type(e).__name__}: {e}"[:1000], unsupported.ops) from e
     finally:
         tf2onnx_logger.removeHandler(unsupported)
     if unsupported.ops:
