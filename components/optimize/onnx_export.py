@@ -158,11 +158,14 @@ class _UnsupportedOps(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
         self.ops: set[str] = set()
+        self.failed_nodes: set[str] = set()  # nodes whose op has a converter that failed (e.g. a lookup table)
 
     def emit(self, record):
         message = record.getMessage()
         if message.startswith("Unsupported ops"):
             self.ops |= set(re.findall(r"'([A-Za-z0-9_]+)'", message))
+        elif message.startswith("Failed to convert node") and record.args:
+            self.failed_nodes.add(str(record.args[0]).rsplit("/", 1)[-1])
 
 
 def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET, signature: str = IMAGES_SIGNATURE) -> bytes:
@@ -194,7 +197,8 @@ def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET, signature: str = 
     finally:
         tf2onnx_logger.removeHandler(unsupported)
     if unsupported.ops:
-        raise OnnxExportError(f"{signature}: TensorFlow ops {sorted(unsupported.ops)} have no ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}); the signature stays on TensorFlow", unsupported.ops)
+        failed = f"; nodes {sorted(unsupported.failed_nodes)} failed to convert" if unsupported.failed_nodes else ""
+        raise OnnxExportError(f"{signature}: TensorFlow ops {sorted(unsupported.ops)} have no ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}){failed}; the signature stays on TensorFlow", unsupported.ops)
     onnx_bytes = model_proto.SerializeToString()
     try:  # tf2onnx keeps going past some failures; ONNX Runtime is the judge
         onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])

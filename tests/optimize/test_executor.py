@@ -161,6 +161,7 @@ def test_text_signature_whose_ops_do_not_convert_stays_on_tensorflow(tmp_path, t
     assert result["status"] == "kept_original", result
     assert {"StaticRegexReplace", "StringSplitV2"} <= set(result["unsupported_ops"])
     assert "serving_text: TensorFlow ops" in result["reason"] and "stays on TensorFlow" in result["reason"]
+    assert "nodes ['LookupTableFindV2'] failed to convert" in result["reason"]
     assert result["signatures"]["serving_text"].startswith("tensorflow: ")
     assert_original_passed_through(text_saved_model_dir, tmp_path)
 
