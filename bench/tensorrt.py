@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 # Python puts this script's folder first on sys.path, where this file would shadow the real
 # `tensorrt` package; the repository root goes there instead.

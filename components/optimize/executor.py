@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import tensorflow as tf
