@@ -50,4 +50,4 @@ def test_lineage_rows_show_the_numbers():
     rows = dict(_optimizer_rows({"outcome": {**RESULT, "summary": SUMMARY}, "optimized_model_uri": "/m/7"}))
     assert rows["status"] == "optimized" and rows["engine"] == "onnxruntime" and rows["precision"] == "int8"
     assert rows["accuracy delta"] == "-0.0018" and rows["speedup batch1"] == "14.2000" and rows["speedup batch256"] == "1.4000"
-    assert rows["parity max prob diff"] == "2.4e-07" and rows["model"] == "/m/7"
+    assert rows["parity max diff"] == "2.4e-07" and rows["parity top-1"] == "1" and rows["model"] == "/m/7"
