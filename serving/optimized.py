@@ -213,7 +213,8 @@ def write_optimized(version_dir: str, manifest: Mapping[str, Any], files: Mappin
     `manifest["artifacts"][i]["file"]` must be a key of `files`; `sha256`, `bytes`, `labels`
     and `schema_version` are filled in here, then the manifest is validated before anything
     replaces an existing folder. The folder is written beside and renamed into place, so a
-    reader sees the old folder or the new one, never half of one (local paths).
+    reader never sees half of one (local paths; while an old folder is replaced there is a
+    moment with none, which readers treat as "no artifact").
     """
     manifest = copy.deepcopy(dict(manifest))
     manifest["schema_version"] = SCHEMA_VERSION
