@@ -15,6 +15,7 @@ import sys
 import threading
 
 from serving.server.options import add_arguments, options_from_args
+from serving.server.tfs_flags import log_ignored_flags
 
 
 def main(argv=None) -> int:
@@ -24,11 +25,18 @@ def main(argv=None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.version:  # tensorflow_model_server --version
+        from importlib import metadata
+
+        print(f"TensorFlow ModelServer: embedded (TF Serving API {metadata.version('tensorflow-serving-api')})\n"
+              f"TensorFlow Library: {metadata.version('tensorflow')}")
+        return 0
     try:
         options = options_from_args(args)
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_ignored_flags(args)
     if options.engine == "tfserving":
         from serving.server.tfserving_engine import EngineNotInstalled, exec_model_server
 

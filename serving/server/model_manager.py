@@ -67,6 +67,7 @@ class ManagerOptions:
         max_request_rows: most rows (dim 0 / tf.Examples) in one request.
         load_budget_seconds: a poll or reload starts no new load or retry after this long;
             the remaining versions are loaded by the next polls.
+        enable_signature_method_name_check / prefer_tflite_model: the TF Serving flags (loaders.py).
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -77,6 +78,8 @@ class ManagerOptions:
     max_tensor_bytes: int = 64 << 20
     max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
     load_budget_seconds: float = 30.0
+    enable_signature_method_name_check: bool = False
+    prefer_tflite_model: bool = False
 
     def __post_init__(self):
         if not self.load_budget_seconds > 0:
@@ -315,7 +318,9 @@ class ModelManager:
         for attempt in range(attempts):
             try:
                 loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
-                                            self.options.max_request_rows)
+                                            self.options.max_request_rows,
+                                            method_name_check=self.options.enable_signature_method_name_check,
+                                            prefer_tflite=self.options.prefer_tflite_model)
                 warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)
