@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 from serving.server.errors import ServingError
 
@@ -46,7 +47,7 @@ class SessionSignature(ArrayCall):
         self._session = session
         self._input_keys = sorted(signature_def.inputs)
         self._output_keys = sorted(signature_def.outputs)
-        options = tf.compat.v1.CallableOptions()
+        options = config_pb2.CallableOptions()
         options.feed.extend(signature_def.inputs[key].name for key in self._input_keys)
         options.fetch.extend(signature_def.outputs[key].name for key in self._output_keys)
         self._callable = session._make_callable_from_options(options)  # pylint: disable=protected-access

@@ -120,12 +120,14 @@ class ModelServer:
             load_budget_seconds=options.load_budget_seconds,
             enable_signature_method_name_check=options.enable_signature_method_name_check,
             prefer_tflite_model=options.prefer_tflite_model,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None
         self._health = None
         self._http = []  # (RestServer, thread)
         self._config_thread = None
+        self._applied_config = b""
         self._stopped = threading.Event()
         self.grpc_port = self.rest_port = self.monitoring_port = None
         self.allowed_roots: tuple = ()  # set by start(): where reloads may point
@@ -136,7 +138,9 @@ class ModelServer:
     def start(self) -> "ModelServer":
         self._configure_tf_threads()
         extra_roots = allowed_roots((), self.options.allowed_model_base_path_roots)  # bad flag: fail before loading
-        self.manager.configure(self._model_config())
+        config = self._model_config()
+        self.manager.configure(config)
+        self._applied_config = config.SerializeToString()  # the config file poll compares against this
         self.allowed_roots = tuple(sorted(set(extra_roots) | set(self.manager.base_paths().values())))
         self.manager.start()
         self._start_grpc()
@@ -232,7 +236,7 @@ class ModelServer:
         return single_model_config(self.options.model_name, self.options.model_base_path)
 
     def _watch_config_file(self) -> None:
-        last = self._model_config().SerializeToString()
+        last = self._applied_config  # not re-read here: a change made before this thread ran must count
         while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
             try:
                 config = self._model_config()
