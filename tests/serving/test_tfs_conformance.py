@@ -449,3 +449,26 @@ def test_version_labels_for_unavailable_models(models, allow):
     finally:
         channel.close()
         server.stop(grace=0)
+
+
+class _Slow(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+    def slow(self, x):
+        from tensorflow.python.data.experimental.ops.testing import sleep  # TF's own test op: a real 1.5 s call
+
+        return {"y": tf.data.Dataset.from_tensors(x).apply(sleep(1_500_000)).get_single_element()}
+
+
+def test_rest_api_timeout_in_ms_bounds_the_call(tmp_path):
+    module = _Slow()
+    tf.saved_model.save(module, str(tmp_path / "slow" / "1"), signatures={"serving_default": module.slow})
+    server = _server(str(tmp_path / "slow"), name="slow", rest_api_timeout_in_ms=300, enable_batching=False)
+    try:
+        started = time.monotonic()
+        status, body = _rest(server.rest_port, "/v1/models/slow:predict", {"instances": [[2.0]]})
+        assert status == 504 and "DEADLINE_EXCEEDED" in body["error"] and "300 ms" in body["error"], body
+        assert time.monotonic() - started < 1.2
+        server.stop(grace=5)  # a graceful stop still waits for the call that timed out
+        assert server._http[0][0].inflight.count == 0
+    finally:
+        server.stop(grace=0)
