@@ -15,6 +15,7 @@ import sys
 import threading
 
 from serving.server.options import add_arguments, options_from_args
+from serving.server.tfs_flags import ignored_flags_given, log_ignored_flags
 
 
 def main(argv=None) -> int:
@@ -24,19 +25,28 @@ def main(argv=None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.version:  # tensorflow_model_server --version
+        from importlib import metadata
+
+        print(f"TensorFlow ModelServer: embedded (TF Serving API {metadata.version('tensorflow-serving-api')})\n"
+              f"TensorFlow Library: {metadata.version('tensorflow')}")
+        return 0
     try:
         options = options_from_args(args)
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if options.engine == "tfserving":
+    if options.engine == "tfserving":  # the real binary honours the flags this server ignores: pass them on
         from serving.server.tfserving_engine import EngineNotInstalled, exec_model_server
 
+        extra = [f"--{flag.name}={str(value).lower() if isinstance(value, bool) else value}"
+                 for flag, value in ignored_flags_given(args)]
         try:
-            exec_model_server(options)
+            exec_model_server(options, extra)
         except (EngineNotInstalled, ValueError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+    log_ignored_flags(args)
     # These import TensorFlow (seconds): only after the flags are known to be good.
     from serving.server.errors import ServingError
     from serving.server.server import ModelServer

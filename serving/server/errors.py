@@ -104,7 +104,11 @@ class ServingError(Exception):
         """A `tf.errors.OpError` raised while running a signature (e.g. undecodable PNG)."""
         code = _BY_NUMBER.get(getattr(error, "error_code", 2), grpc.StatusCode.UNKNOWN)
         message = getattr(error, "message", None) or str(error)
-        return cls(code, message.strip().splitlines()[0] if message.strip() else type(error).__name__)
+        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].endswith("execution error:"):
+            # Eager "Graph execution error:" + a call stack: the kernel's own message is the last line(s).
+            lines = [line for line in lines if not line.startswith("[[")][-1:] or lines
+        return cls(code, lines[0] if lines else type(error).__name__)
 
 
 def ok_status_proto() -> status_pb2.StatusProto:

@@ -1,9 +1,9 @@
 """Classify, Regress and MultiInference: tf.Example in, TF Serving's result protos out.
 
-As in TF Serving, the signature (default `serving_default`) must carry the matching
-method name (`tensorflow/serving/classify` or `.../regress`), take one string input
-`inputs` of serialized tf.Examples, and return `classes`/`scores` (classify) or
-`outputs` (regress). Examples with a context get the context's features merged in.
+As in TF Serving, the signature (default `serving_default`) must take one string input
+`inputs` of serialized tf.Examples and return `classes`/`scores` (classify) or `outputs`
+(regress); its method name (`tensorflow/serving/classify` or `.../regress`) is checked only
+with --enable_signature_method_name_check, TF Serving's default being off. Examples with a context get the context's features merged in.
 The number of examples and their bytes with the context merged in are checked against
 the version's `RequestLimits` before the merged examples are built.
 
@@ -44,16 +44,26 @@ def serialized_examples(input_proto, limits: RequestLimits = RequestLimits()) ->
 
 
 def _checked_signature(version: LoadedVersion, signature_name: str, method: str):
+    """The signature, checked as TF Serving's classifier.cc / regressor.cc do (same texts, plus a fix).
+
+    The method_name is only checked with --enable_signature_method_name_check (TF Serving's
+    default is off: `tf.saved_model.save` writes the predict method name on every signature).
+    """
     signature = version.signature(signature_name)
-    if signature.method_name != method:
-        kind = "classification" if method == CLASSIFY_METHOD else "regression"
+    kind = "classification" if method == CLASSIFY_METHOD else "regression"
+    fix = f"name a {kind} signature ({method}) in model_spec.signature_name"
+    if version.method_name_check and signature.method_name != method:
         raise ServingError.invalid_argument(
-            f"expected {kind} signature method_name to be {method}, but signature '{signature.name}' has "
-            f"'{signature.method_name}'; name a {kind} signature in model_spec.signature_name"
+            f"Expected {kind} signature method_name to be {method}. Was: {clip(signature.method_name)} "
+            f"(signature '{signature.name}'; the server runs with --enable_signature_method_name_check); {fix}"
         )
-    if list(signature.inputs) != [INPUTS_KEY]:
+    if len(signature.inputs) != 1:
         raise ServingError.invalid_argument(
-            f"signature '{signature.name}' must have exactly one input named '{INPUTS_KEY}', has {sorted(signature.inputs)}"
+            f"Expected one input Tensor. Signature '{signature.name}' has {sorted(signature.inputs)}; {fix}")
+    if INPUTS_KEY not in signature.inputs:
+        raise ServingError.invalid_argument(
+            f"No {kind} inputs found in SignatureDef '{signature.name}' (method_name {clip(signature.method_name)}): "
+            f"it needs one input named '{INPUTS_KEY}' taking serialized tf.Examples, has {sorted(signature.inputs)}; {fix}"
         )
     return signature
 
@@ -65,7 +75,10 @@ def _run_examples(signature, examples: np.ndarray) -> dict:
 def classification_result(version: LoadedVersion, signature_name: str, examples: np.ndarray):
     signature = _checked_signature(version, signature_name, CLASSIFY_METHOD)
     if "classes" not in signature.outputs and "scores" not in signature.outputs:
-        raise ServingError.invalid_argument(f"classification signature '{signature.name}' has neither 'classes' nor 'scores' output")
+        raise ServingError.invalid_argument(
+            f"Expected classification signature outputs to contain at least one of \"classes\" or \"scores\". "
+            f"Signature '{signature.name}' has {sorted(signature.outputs)}; name a classification signature "
+            f"({CLASSIFY_METHOD}) in model_spec.signature_name")
     outputs = _run_examples(signature, examples)
     scores, classes = outputs.get("scores"), outputs.get("classes")
     reference = scores if scores is not None else classes
@@ -87,7 +100,9 @@ def classification_result(version: LoadedVersion, signature_name: str, examples:
 def regression_result(version: LoadedVersion, signature_name: str, examples: np.ndarray):
     signature = _checked_signature(version, signature_name, REGRESS_METHOD)
     if "outputs" not in signature.outputs:
-        raise ServingError.invalid_argument(f"regression signature '{signature.name}' has no 'outputs' output")
+        raise ServingError.invalid_argument(
+            f"No regression outputs found in SignatureDef '{signature.name}': it needs an output named 'outputs', "
+            f"has {sorted(signature.outputs)}; name a regression signature ({REGRESS_METHOD}) in model_spec.signature_name")
     values = np.asarray(_run_examples(signature, examples)["outputs"], dtype=np.float32)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]

@@ -67,6 +67,10 @@ class ManagerOptions:
         max_request_rows: most rows (dim 0 / tf.Examples) in one request.
         load_budget_seconds: a poll or reload starts no new load or retry after this long;
             the remaining versions are loaded by the next polls.
+        enable_signature_method_name_check / prefer_tflite_model: the TF Serving flags (loaders.py).
+        allow_version_labels_for_unavailable_models: TF Serving's flag; false (its default):
+            `configure` fails with FAILED_PRECONDITION if a label names a version that is not
+            AVAILABLE once the config's loads are done, and keeps the previous labels.
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -77,6 +81,9 @@ class ManagerOptions:
     max_tensor_bytes: int = 64 << 20
     max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
     load_budget_seconds: float = 30.0
+    enable_signature_method_name_check: bool = False
+    prefer_tflite_model: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
 
     def __post_init__(self):
         if not self.load_budget_seconds > 0:
@@ -173,10 +180,11 @@ class ModelManager:
                 self._reloads_waiting -= 1
         try:
             current = self._models
-            merged = {}
+            merged, previous_labels = {}, {}
             for name, model in models.items():
                 old = current.get(name)
                 if old is not None and old.base_path == model.base_path:
+                    previous_labels[name] = old.labels
                     old.policy, old.labels = model.policy, model.labels
                     model = old
                 merged[name] = model
@@ -185,9 +193,24 @@ class ModelManager:
                     self._retire_all(old)
             self._models = merged
             self._poll_locked(yield_to_reloads=False)
+            unavailable = self._labels_to_unavailable_versions()
+            if unavailable:  # as TF Serving's ServerCore: the models stay loaded, the label map is not updated
+                for name, model in merged.items():
+                    model.labels = previous_labels.get(name, {})
+                model, label, version = unavailable[0]
+                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"Request to assign label to version {version} of model {model}, which is not currently "
+                                   f"available for inference (label '{label}'); load that version first or start with "
+                                   "--allow_version_labels_for_unavailable_models")
         finally:
             self._poll_lock.release()
         self._start_catch_up()
+
+    def _labels_to_unavailable_versions(self) -> list:
+        if self.options.allow_version_labels_for_unavailable_models:
+            return []
+        return [(model.name, label, version) for model in self._models.values()
+                for label, version in sorted(model.labels.items()) if version not in model.serving]
 
     def _models_from_config(self, config) -> dict:
         if config.WhichOneof("config") != "model_config_list":
@@ -315,7 +338,9 @@ class ModelManager:
         for attempt in range(attempts):
             try:
                 loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
-                                            self.options.max_request_rows)
+                                            self.options.max_request_rows,
+                                            method_name_check=self.options.enable_signature_method_name_check,
+                                            prefer_tflite=self.options.prefer_tflite_model)
                 warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from serving.server.tfs_flags import add_tfs_flags, parse_bool as _bool, parse_grpc_channel_arguments
+
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 # Request limits (ours: TF Serving has none). 65536 rows is 1024 batches of the default
 # max_batch_size (64) and far above any online request; one value can fill a TensorProto's
@@ -60,6 +62,15 @@ class ServerOptions:
     request_log_max_file_bytes: int = 64 << 20
     request_log_max_files: int = 64
     request_log_queue_size: int = 1024
+    # TF Serving flags added by tfs_flags.TFS_FLAGS (see there for each one's meaning).
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: str = ""
+    rest_api_num_threads: int = 0  # 0 = 4 x CPUs
+    rest_api_timeout_in_ms: int = 30000
+    tensorflow_session_parallelism: int = 0
+    enable_signature_method_name_check: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
+    prefer_tflite_model: bool = False
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -84,19 +95,29 @@ class ServerOptions:
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
         if not self.load_budget_seconds > 0:
             raise ValueError(f"--load_budget_seconds={self.load_budget_seconds} must be > 0 (e.g. 30)")
+        if self.rest_api_num_threads < 0:
+            raise ValueError(f"--rest_api_num_threads={self.rest_api_num_threads} must be >= 0 (0 = 4 x CPUs)")
+        if self.rest_api_timeout_in_ms <= 0:
+            raise ValueError(f"--rest_api_timeout_in_ms={self.rest_api_timeout_in_ms} must be > 0 (TF Serving's default: 30000)")
+        self.channel_arguments  # noqa: B018  (a malformed --grpc_channel_arguments fails here, before loading)
+
+    @property
+    def channel_arguments(self) -> list:
+        """--grpc_channel_arguments as [(key, int or str)]."""
+        return parse_grpc_channel_arguments(self.grpc_channel_arguments)
+
+    @property
+    def intra_op_threads(self) -> int:
+        """--tensorflow_intra_op_parallelism, else --tensorflow_session_parallelism (TF Serving's precedence)."""
+        return self.tensorflow_intra_op_parallelism or self.tensorflow_session_parallelism
+
+    @property
+    def inter_op_threads(self) -> int:
+        return self.tensorflow_inter_op_parallelism or self.tensorflow_session_parallelism
 
     @property
     def max_body_bytes(self) -> int:
         return self.rest_api_max_body_bytes or self.grpc_max_message_bytes
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(anything else gets PERMISSION_DENIED)")
     add("--load_budget_seconds", type=float, default=d["load_budget_seconds"].default,
         help="a poll or reload starts no new load or retry after this many seconds; later polls load the rest")
+    add_tfs_flags(parser)  # every other tensorflow_model_server flag: implemented or accepted-and-ignored
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:

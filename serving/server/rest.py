@@ -5,6 +5,7 @@
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    {"instances": ...} or {"inputs": ...}
     POST /v1/models/{name}[...]:classify | :regress              {"examples": [...], "context": {...}}
     GET  /monitoring/prometheus/metrics                           Prometheus text
+    /v2/...                                                       KServe v2 REST (kserve/rest_routes.py)
 
 Every error, malformed HTTP included, is `{"error": "..."}` with the HTTP status of its
 gRPC code. The event loop only moves bytes: JSON parsing and model execution run in a
@@ -92,14 +93,22 @@ class _HttpError(Exception):
 class _Api:
     """The REST API proper, synchronous (runs in the thread pool): request -> (status, body, type)."""
 
-    def __init__(self, manager, metrics, *, metrics_path_enabled: bool, metrics_only: bool, request_logger=None):
+    def __init__(self, manager, metrics, *, metrics_path_enabled: bool, metrics_only: bool, kserve=None,
+                 request_logger=None):
         self.manager = manager
         self.metrics = metrics
         self.request_logger = request_logger  # serving/server/request_log.py; None = no request log
         self.metrics_path_enabled = metrics_path_enabled
         self.metrics_only = metrics_only
+        self.kserve = kserve  # KServeRestApi for /v2 paths, or None
 
-    def handle(self, method: str, path: str, body: bytes | None) -> tuple:
+    def handle(self, method: str, path: str, body: bytes | None, headers=None) -> tuple:
+        """(status, body, content type, extra headers)."""
+        if self.kserve is not None and not self.metrics_only and (path == "/v2" or path.startswith("/v2/")):
+            return self.kserve.handle(method, path, headers or {}, body)
+        return (*self._tf_serving(method, path, body), {})
+
+    def _tf_serving(self, method: str, path: str, body: bytes | None) -> tuple:
         try:
             if path == METRICS_PATH and method == "GET" and self.metrics_path_enabled:
                 return 200, self.metrics.exposition(), METRICS_CONTENT_TYPE
@@ -266,17 +275,18 @@ class RestServer:
     def __init__(self, address, manager, metrics, *, max_body_bytes: int, metrics_path_enabled: bool = True,
                  metrics_only: bool = False, ssl_context=None, num_threads: int = 0, max_connections: int = MAX_CONNECTIONS,
                  idle_timeout: float = IDLE_TIMEOUT_S, body_timeout: float = BODY_TIMEOUT_S, backlog: int = LISTEN_BACKLOG,
-                 request_logger=None):
+                 kserve=None, call_timeout: float | None = None, request_logger=None):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._socket = socket.create_server(address, family=family, backlog=backlog)  # SO_REUSEADDR on POSIX
         self.server_address = self._socket.getsockname()
-        self._api = _Api(manager, metrics, metrics_path_enabled=metrics_path_enabled, metrics_only=metrics_only,
+        self._api = _Api(manager, metrics, metrics_path_enabled=metrics_path_enabled, metrics_only=metrics_only, kserve=kserve,
                          request_logger=request_logger)
         self.max_body_bytes = max_body_bytes
         self._ssl_context = ssl_context
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._body_timeout = body_timeout
+        self._call_timeout = call_timeout  # --rest_api_timeout_in_ms: answer 504 if the call takes longer
         self._backlog = backlog
         self._executor = concurrent.futures.ThreadPoolExecutor(num_threads or default_num_threads(), thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
@@ -354,18 +364,28 @@ class RestServer:
         self._web.busy.add(connection)
         self.inflight.acquire()
         close = self._closing
+        work = None
         try:
             body = await self._read_body(request) if request.method == "POST" else None
             path = urllib.parse.unquote(urllib.parse.urlsplit(request.raw_path).path)
-            status, payload, content_type = await self._loop.run_in_executor(self._executor, self._api.handle, request.method, path, body)
+            work = self._loop.run_in_executor(self._executor, self._api.handle, request.method, path, body, request.headers)
+            try:
+                async with asyncio.timeout(self._call_timeout):
+                    status, payload, content_type, headers = await asyncio.shield(work)
+            except TimeoutError:
+                raise _HttpError(HTTPStatus.GATEWAY_TIMEOUT, f"DEADLINE_EXCEEDED: the call did not finish within "
+                                 f"{self._call_timeout * 1000:g} ms (--rest_api_timeout_in_ms)") from None
         except _HttpError as error:
-            status, payload, content_type = error.status, _error_body(error.message), _JSON
-            close = True  # the unread body is still on the connection
+            status, payload, content_type, headers = error.status, _error_body(error.message), _JSON, {}
+            close = close or error.status != HTTPStatus.GATEWAY_TIMEOUT  # else the unread body is still on the connection
         finally:
-            self.inflight.release()
+            if work is not None and not work.done():  # timed out: a graceful stop still waits for the work
+                work.add_done_callback(lambda _: self.inflight.release())
+            else:
+                self.inflight.release()
             self._web.busy.discard(connection)
             self._web.last_active[connection] = self._loop.time()
-        response = web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+        response = web.Response(status=status, body=payload, headers={"Content-Type": content_type, **headers})
         if close:
             response.force_close()
         return response
@@ -381,11 +401,25 @@ class RestServer:
                              f"body of {length} bytes exceeds the {self.max_body_bytes}-byte limit; send smaller batches")
         try:
             async with asyncio.timeout(self._body_timeout):
+                if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    return await self._read_decoded(request)
                 return await request.content.readexactly(length)
         except TimeoutError:
             raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, f"the {length}-byte body did not arrive within {self._body_timeout:g} s") from None
         except asyncio.IncompleteReadError:
             raise _HttpError(HTTPStatus.BAD_REQUEST, f"the connection ended before the {length}-byte body did") from None
+
+
+    async def _read_decoded(self, request: web.BaseRequest) -> bytes:
+        """A compressed body (aiohttp inflates gzip/deflate): read to its end, at most max_body_bytes inflated."""
+        chunks, size = [], 0
+        while chunk := await request.content.read(1 << 16):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                 f"the inflated body exceeds the {self.max_body_bytes}-byte limit; send smaller batches")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def make_rest_server(host: str, port: int, manager, metrics, *, max_body_bytes: int, **kwargs) -> RestServer:

@@ -19,6 +19,7 @@ from tensorflow.core.framework import types_pb2
 
 from serving.server import tensors
 from serving.server.errors import ServingError
+from serving.server.signature import check_input_names
 
 MAX_NESTING = 64  # list levels in one input value: numpy's (and so our) limit on tensor rank
 _INT64 = (-(2**63), 2**63 - 1)
@@ -150,12 +151,7 @@ def arrays_from_predict_body(signature, body) -> tuple:
             columns = {names[0]: inputs}  # a single input may be given bare
         else:
             raise ServingError.invalid_argument(f"\"inputs\" must be an object naming the inputs {names}")
-    unknown = sorted(set(columns) - set(names))
-    if unknown:
-        raise ServingError.invalid_argument(f"input {unknown[0]!r} is not an input of signature '{signature.name}'; its inputs are {names}")
-    missing = sorted(set(names) - set(columns))
-    if missing:
-        raise ServingError.invalid_argument(f"signature '{signature.name}' needs input(s) {missing}")
+    check_input_names(columns, names, signature.name)
     arrays = {name: to_array(value, signature.inputs[name], f"input '{name}'") for name, value in columns.items()}
     return signature.check_arrays(arrays), has_rows
 

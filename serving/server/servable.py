@@ -13,10 +13,10 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, clip
+from serving.server.loaders import SERVE_TAG, TFLITE_FILE, load_signatures
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
 from serving.server.signature import RequestLimits, Signature
 
-SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -38,27 +38,33 @@ class LoadedVersion:
     """
 
     def __init__(self, name: str, version: int, path: str, loaded, signature_defs, batching: BatchingOptions | None,
-                 max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS):
+                 max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, *, functions=None,
+                 method_name_check: bool = False, loader: str = "tf2"):
         self.name = name
         self.version = version
         self.path = path
         self._loaded = loaded  # keeps variables and functions alive while the version serves
+        self.loader = loader  # "tf2", "tf1-session" or "tflite"
+        self.method_name_check = method_name_check  # --enable_signature_method_name_check
         self.signature_def_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature_def in signature_defs.items():
             self.signature_def_map.signature_def[key].CopyFrom(signature_def)
         self.limits = RequestLimits(max_rows=max_request_rows, max_bytes=max_tensor_bytes)
-        self.signatures = {
-            key: Signature(key, signature_defs[key], loaded.signatures[key], batching, self.limits)
-            for key in loaded.signatures.keys()
-            if key in signature_defs
-        }
+        if functions is None:
+            functions = {key: loaded.signatures[key] for key in loaded.signatures.keys() if key in signature_defs}
+        self.signatures = {key: Signature(key, signature_defs[key], function, batching, self.limits)
+                           for key, function in functions.items()}
 
     @classmethod
     def load(cls, name: str, version: int, path: str, batching: BatchingOptions | None = None,
-             max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS) -> "LoadedVersion":
-        signature_defs = read_signature_defs(path)
-        loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
-        return cls(name, version, path, loaded, signature_defs, batching, max_tensor_bytes, max_request_rows)
+             max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, *,
+             method_name_check: bool = False, prefer_tflite: bool = False) -> "LoadedVersion":
+        """TF2 loader, a TF1 session if that fails, or model.tflite with `prefer_tflite` (see loaders.py)."""
+        tflite = prefer_tflite and tf.io.gfile.exists(os.path.join(path, TFLITE_FILE))
+        signature_defs = {} if tflite else read_signature_defs(path)
+        defs, functions, loaded, loader = load_signatures(path, signature_defs, prefer_tflite=tflite)
+        return cls(name, version, path, loaded, defs, batching, max_tensor_bytes, max_request_rows,
+                   functions=functions, method_name_check=method_name_check, loader=loader)
 
     def signature(self, name: str) -> Signature:
         """The signature `name` ('' means serving_default); INVALID_ARGUMENT if absent."""

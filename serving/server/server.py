@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import ssl
 import threading
 
@@ -28,6 +29,7 @@ from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError
 from serving.server.grpc_services import ModelServicer, PredictionServicer
 from serving.server.kserve import KServeOptions, add_kserve_grpc
+from serving.server.kserve.rest_routes import KServeRestApi
 from serving.server.metrics import ServingMetrics
 from serving.server.model_manager import ManagerOptions, ModelManager, single_model_config
 from serving.server.options import ServerOptions
@@ -44,14 +46,19 @@ READINESS_SERVICES = ("", "tensorflow.serving.PredictionService")
 
 
 def read_model_config(path: str) -> model_server_config_pb2.ModelServerConfig:
-    """Parses a ModelServerConfig text proto (--model_config_file)."""
+    """Parses a ModelServerConfig text proto (--model_config_file); errors name the file and line."""
     config = model_server_config_pb2.ModelServerConfig()
-    with open(path) as f:
-        text = f.read()
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read --model_config_file {path}: {error}") from None
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
-        raise ValueError(f"{path} is not a valid ModelServerConfig text proto: {error}") from None
+        line, column = error.GetLine(), error.GetColumn()
+        where = f"{path}:{line}:{column}" if line else path
+        raise ValueError(f"{where}: invalid ModelServerConfig text proto (--model_config_file): {error}") from None
     return config
 
 
@@ -75,6 +82,19 @@ def _batching(options: ServerOptions) -> BatchingOptions | None:
     if options.batching_parameters_file:
         return BatchingOptions.from_file(options.batching_parameters_file)
     return BatchingOptions()
+
+
+def grpc_server_options(options: ServerOptions) -> list:
+    """gRPC server arguments: message sizes, no port sharing, then --grpc_channel_arguments (which win)."""
+    size = options.grpc_max_message_bytes
+    defaults = {
+        "grpc.max_send_message_length": size,
+        "grpc.max_receive_message_length": size,
+        "grpc.so_reuseport": 0,  # a second server on the same port must fail, not share it
+    }
+    given = options.channel_arguments
+    overridden = {key for key, _ in given}
+    return [(key, value) for key, value in defaults.items() if key not in overridden] + given
 
 
 def _host_port(host: str, port: int) -> str:
@@ -101,12 +121,16 @@ class ModelServer:
             max_tensor_bytes=4 * options.grpc_max_message_bytes,
             max_request_rows=options.max_request_rows,
             load_budget_seconds=options.load_budget_seconds,
+            enable_signature_method_name_check=options.enable_signature_method_name_check,
+            prefer_tflite_model=options.prefer_tflite_model,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None
         self._health = None
         self._http = []  # (RestServer, thread)
         self._config_thread = None
+        self._applied_config = b""
         self._stopped = threading.Event()
         self.grpc_port = self.rest_port = self.monitoring_port = None
         self.allowed_roots: tuple = ()  # set by start(): where reloads may point
@@ -120,6 +144,7 @@ class ModelServer:
         extra_roots = allowed_roots((), self.options.allowed_model_base_path_roots)  # bad flag: fail before loading
         config = self._model_config()
         self.manager.configure(config)
+        self._applied_config = config.SerializeToString()  # the config file poll compares against this
         self.allowed_roots = tuple(sorted(set(extra_roots) | set(self.manager.base_paths().values())))
         self.request_logger = ServerRequestLogger(self._request_log_configs(config), RequestLogLimits(
             max_file_bytes=self.options.request_log_max_file_bytes, max_files=self.options.request_log_max_files,
@@ -215,10 +240,10 @@ class ModelServer:
         import tensorflow as tf
 
         try:
-            if self.options.tensorflow_intra_op_parallelism:
-                tf.config.threading.set_intra_op_parallelism_threads(self.options.tensorflow_intra_op_parallelism)
-            if self.options.tensorflow_inter_op_parallelism:
-                tf.config.threading.set_inter_op_parallelism_threads(self.options.tensorflow_inter_op_parallelism)
+            if self.options.intra_op_threads:
+                tf.config.threading.set_intra_op_parallelism_threads(self.options.intra_op_threads)
+            if self.options.inter_op_threads:
+                tf.config.threading.set_inter_op_parallelism_threads(self.options.inter_op_threads)
         except RuntimeError as error:  # TF already initialized in this process (tests)
             _log.warning("TF thread settings ignored: %s", error)
 
@@ -228,7 +253,7 @@ class ModelServer:
         return single_model_config(self.options.model_name, self.options.model_base_path)
 
     def _watch_config_file(self) -> None:
-        last = self._model_config().SerializeToString()
+        last = self._applied_config  # not re-read here: a change made before this thread ran must count
         while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
             try:
                 config = self._model_config()
@@ -254,14 +279,9 @@ class ModelServer:
             self.request_logger.update(self._request_log_configs(config))
 
     def _start_grpc(self) -> None:
-        size = self.options.grpc_max_message_bytes
         self._grpc = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads, thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_send_message_length", size),
-                ("grpc.max_receive_message_length", size),
-                ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
-            ],
+            options=grpc_server_options(self.options),
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics, self.request_logger), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, self.metrics, reload=self.reload_config), self._grpc)
@@ -274,6 +294,10 @@ class ModelServer:
             self.grpc_port = self._grpc.add_secure_port(address, credentials)
         else:
             self.grpc_port = self._grpc.add_insecure_port(address)
+        if self.options.grpc_socket_path:  # TF Serving's gRPC on a Unix socket, beside the TCP port
+            socket_path = os.path.abspath(self.options.grpc_socket_path)
+            if not self._grpc.add_insecure_port(f"unix:{socket_path}"):
+                raise OSError(f"cannot listen on --grpc_socket_path {socket_path}; check that its directory exists and is writable")
         self._grpc.start()
 
     def _add_health(self) -> None:
@@ -301,7 +325,10 @@ class ModelServer:
             self.options.host, max(port, 0), self.manager, self.metrics,  # port -1 = any free port
             max_body_bytes=self.options.max_body_bytes,
             metrics_path_enabled=self._metrics_on_rest or metrics_only,
-            metrics_only=metrics_only, ssl_context=tls, request_logger=self.request_logger,
+            metrics_only=metrics_only, ssl_context=tls, request_logger=self.request_logger, num_threads=self.options.rest_api_num_threads,
+            body_timeout=self.options.rest_api_timeout_in_ms / 1000, call_timeout=self.options.rest_api_timeout_in_ms / 1000,
+            kserve=None if metrics_only else KServeRestApi(
+                self.manager, metrics=self.metrics, options=KServeOptions.parse(self.options.kserve_signature_def), ready=self.ready),
         )
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True)
         thread.start()

@@ -1,10 +1,13 @@
 """One signature of a loaded SavedModel: request checks, execution, optional batching.
 
 The input and output specs come from the SavedModel's SignatureDef (the same protos
-GetModelMetadata returns), so the checks match what clients are told: wrong or missing
-input names, wrong dtype, wrong rank or inner dims and empty batches are INVALID_ARGUMENT
-before TensorFlow sees the data. Sizes are checked before anything is allocated: a request
-over `RequestLimits` (rows in dim 0, materialized bytes) is RESOURCE_EXHAUSTED.
+GetModelMetadata returns). As in TF Serving, input names and dtypes are checked before
+TensorFlow sees the data (INVALID_ARGUMENT, TF Serving's texts) and shapes are left to the
+graph: a TF1 model with input float32[None, 1] fed shape [3] answers as TF Serving does,
+and a shape the graph rejects is INVALID_ARGUMENT with TensorFlow's message. Only requests
+whose shapes match the SignatureDef (rank, fixed dims, a leading None dim) go through the
+batcher. Sizes are checked before anything is allocated: a request over `RequestLimits`
+(rows in dim 0, materialized bytes) is RESOURCE_EXHAUSTED.
 
     signature = Signature("serving_images", signature_def, loaded.signatures["serving_images"])
     outputs = signature.run(signature.arrays_from_request(request.inputs))
@@ -77,26 +80,45 @@ class TensorSpec:
         return f"{tensors.dtype_name(self.dtype)}{dims}"
 
     def check(self, array: np.ndarray, signature: str) -> None:
-        where = f"input '{clip(self.name)}' of signature '{clip(signature)}'"
+        """dtype must match (TF Serving checks it too); the shape is the graph's business."""
         got = tensors.enum_for(array)
         if got != self.dtype:
             raise ServingError.invalid_argument(
-                f"{where} expects {tensors.dtype_name(self.dtype)}, got {tensors.dtype_name(got)}; "
-                f"send {self.describe()}"
+                f"input '{clip(self.name)}' of signature '{clip(signature)}' expects {tensors.dtype_name(self.dtype)}, "
+                f"got {tensors.dtype_name(got)}; send {self.describe()}"
             )
-        if self.shape is None:
-            return
-        if array.ndim != len(self.shape):
+        if self.matches(array) and self.batched and array.shape[0] == 0:
             raise ServingError.invalid_argument(
-                f"{where} expects rank {len(self.shape)} ({self.describe()}), got shape {list(array.shape)}"
-            )
-        for axis, (want, got_dim) in enumerate(zip(self.shape, array.shape)):
-            if want is not None and want != got_dim:
-                raise ServingError.invalid_argument(
-                    f"{where} expects {self.describe()}, got shape {list(array.shape)} (dim {axis} must be {want})"
-                )
-        if self.batched and array.shape[0] == 0:
-            raise ServingError.invalid_argument(f"{where} has an empty batch (dim 0 is 0); send at least one row")
+                f"input '{clip(self.name)}' of signature '{clip(signature)}' has an empty batch (dim 0 is 0); send at least one row")
+
+    def fixed_dim0(self, size: int) -> bool:
+        """Whether dim 0 of this size is the SignatureDef's fixed dim 0 (so not a count of rows)."""
+        return bool(self.shape) and self.shape[0] is not None and self.shape[0] == size
+
+    def matches(self, array: np.ndarray) -> bool:
+        """Whether the array's shape is the SignatureDef's (rank and fixed dims): what batching needs."""
+        if self.shape is None or array.ndim != len(self.shape):
+            return False
+        return all(want is None or want == got for want, got in zip(self.shape, array.shape))
+
+
+def check_input_names(given, signature_inputs, signature: str) -> None:
+    """TF Serving's predict_util.cc checks and texts: the inputs must be exactly the signature's."""
+    given, expected = set(given), set(signature_inputs)
+    if len(given) != len(expected):
+        def listed(names):
+            return ",".join(clip(name, 100) for name in sorted(names)[:20])
+        raise ServingError.invalid_argument(
+            f"input size does not match signature: {len(given)}!={len(expected)} len({{{listed(given)}}}) != "
+            f"len({{{listed(expected)}}}). Sent extra: {{{listed(given - expected)}}}. "
+            f"Missing but required: {{{listed(expected - given)}}}. (signature '{clip(signature)}')"
+        )
+    unknown = sorted(given - expected)
+    if unknown:
+        raise ServingError.invalid_argument(
+            f"input tensor alias not found in signature: {clip(unknown[0])}. Inputs expected to be in the set "
+            f"{{{','.join(sorted(expected))}}}. (signature '{clip(signature)}')"
+        )
 
 
 class Signature:
@@ -118,7 +140,8 @@ class Signature:
         self.inputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.inputs.items()}
         self.outputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.outputs.items()}
         self._function = function
-        self._flat = _FlatCall.build(function, self.inputs)
+        # A TF1-session or TFLite callable takes numpy arrays itself; a TF2 function gets a flat call.
+        self._flat = function if getattr(function, "takes_arrays", False) else _FlatCall.build(function, self.inputs)
         self.limits = limits
         batchable = bool(self.inputs) and all(spec.batched for spec in (*self.inputs.values(), *self.outputs.values()))
         self.batcher = Batcher(self.call, batching) if batching is not None and batchable else None
@@ -129,20 +152,11 @@ class Signature:
         Rows and materialized bytes are checked from each TensorProto's dtype, shape and
         values before any array is built (one value can fill a million-row shape).
         """
-        unknown = sorted(set(protos) - set(self.inputs))
-        if unknown:
-            raise ServingError.invalid_argument(
-                f"input {clip(unknown[0])!r} is not an input of signature '{self.name}'; its inputs are {sorted(self.inputs)}"
-            )
-        missing = sorted(set(self.inputs) - set(protos))
-        if missing:
-            raise ServingError.invalid_argument(
-                f"signature '{self.name}' needs input(s) {missing}; send all of {sorted(self.inputs)}"
-            )
+        check_input_names(protos, self.inputs, self.name)
         total = 0
         for key, proto in protos.items():
-            spec, shape = self.inputs[key], tensors.shape_of(proto, key)
-            if shape and (spec.shape is None or spec.batched):
+            shape = tensors.shape_of(proto, key)
+            if shape and not self.inputs[key].fixed_dim0(shape[0]):
                 self.limits.check_rows(shape[0], f"input '{key}'")
             total += tensors.materialized_bytes(proto, key)
         self.limits.check_bytes(total, f"the request to signature '{self.name}'")
@@ -152,18 +166,23 @@ class Signature:
     def check_arrays(self, arrays: dict) -> dict:
         for key, array in arrays.items():
             self.inputs[key].check(array, self.name)
-            if self.inputs[key].batched:
+            if array.ndim and not self.inputs[key].fixed_dim0(array.shape[0]):  # relaxed shapes too: no way around the limit
                 self.limits.check_rows(array.shape[0], f"input '{key}'")
-        batch_sizes = {array.shape[0] for key, array in arrays.items() if self.inputs[key].batched}
+        batch_sizes = {array.shape[0] for key, array in arrays.items() if self.inputs[key].batched and self.inputs[key].matches(array)}
         if len(batch_sizes) > 1:
             raise ServingError.invalid_argument(
                 f"inputs of signature '{self.name}' have different batch sizes {sorted(batch_sizes)}; dim 0 must match"
             )
         return arrays
 
+    def batchable(self, arrays: dict) -> bool:
+        """Batch only requests shaped as the SignatureDef says (leading None dim, same inner dims):
+        a relaxed shape (e.g. [3] for [None, 1]) runs on its own, never concatenated with others."""
+        return self.batcher is not None and all(self.inputs[key].matches(array) for key, array in arrays.items())
+
     def run(self, arrays: dict) -> dict:
-        """Outputs (name -> numpy) for checked inputs, through the batcher when there is one."""
-        if self.batcher is not None:
+        """Outputs (name -> numpy) for checked inputs, through the batcher when they can be batched."""
+        if self.batchable(arrays):
             rows = next(iter(arrays.values())).shape[0]
             return self.batcher.submit(arrays, rows)
         return self.call(arrays)
@@ -175,7 +194,14 @@ class Signature:
                 return self._flat(arrays)
             outputs = self._function(**{key: tf.constant(value) for key, value in arrays.items()})
         except tf.errors.OpError as error:
-            raise ServingError.from_tf_error(error) from None
+            failure = ServingError.from_tf_error(error)
+            if not all(self.inputs[key].matches(array) for key, array in arrays.items()):
+                # A shape the SignatureDef does not declare, refused by the graph: the request's fault.
+                raise ServingError.invalid_argument(
+                    f"{failure.message} (signature '{self.name}' declares "
+                    f"{ {key: spec.describe() for key, spec in sorted(self.inputs.items())} }, got "
+                    f"{ {key: list(array.shape) for key, array in sorted(arrays.items())} })") from None
+            raise failure from None
         except (TypeError, ValueError) as error:  # argument conversion, e.g. a shape TF rejects
             raise ServingError.invalid_argument(f"signature '{self.name}' rejected the inputs: {error}") from None
         return {key: value.numpy() for key, value in outputs.items()}

@@ -40,8 +40,9 @@ def _ssl_config_file(options: ServerOptions) -> str:
     return path
 
 
-def model_server_argv(options: ServerOptions, binary: str = BINARY) -> list:
-    """tensorflow_model_server's command line for `options`."""
+def model_server_argv(options: ServerOptions, binary: str = BINARY, extra_argv=()) -> list:
+    """tensorflow_model_server's command line for `options`, then `extra_argv` (the TF Serving flags
+    this server ignores but the real binary honours, as given)."""
     if options.rest_api_port < 0 or options.monitoring_port:
         raise ValueError("tensorflow_model_server needs fixed ports and has no --monitoring_port; "
                          "use --rest_api_port N and a --monitoring_config_file")
@@ -58,7 +59,8 @@ def model_server_argv(options: ServerOptions, binary: str = BINARY) -> list:
         f"--load_retry_interval_micros={options.load_retry_interval_micros}",
         f"--enable_model_warmup={'true' if options.enable_model_warmup else 'false'}",
         f"--grpc_max_threads={options.grpc_max_threads}",
-        f"--grpc_channel_arguments=grpc.max_receive_message_length={size},grpc.max_send_message_length={size}",
+        f"--grpc_channel_arguments=grpc.max_receive_message_length={size},grpc.max_send_message_length={size}"
+        + (f",{options.grpc_channel_arguments}" if options.grpc_channel_arguments else ""),
     ]
     if options.model_config_file:
         argv.append(f"--model_config_file={options.model_config_file}")
@@ -72,10 +74,15 @@ def model_server_argv(options: ServerOptions, binary: str = BINARY) -> list:
         argv.append(f"--monitoring_config_file={options.monitoring_config_file}")
     if options.ssl_cert:
         argv.append(f"--ssl_config_file={_ssl_config_file(options)}")
-    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
-        if getattr(options, flag):
-            argv.append(f"--{flag}={getattr(options, flag)}")
-    return argv
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "tensorflow_session_parallelism",
+                 "grpc_socket_path", "rest_api_num_threads", "enable_signature_method_name_check",
+                 "allow_version_labels_for_unavailable_models", "prefer_tflite_model"):
+        value = getattr(options, flag)
+        if value:
+            argv.append(f"--{flag}={'true' if value is True else value}")
+    if options.rest_api_timeout_in_ms != 30000:
+        argv.append(f"--rest_api_timeout_in_ms={options.rest_api_timeout_in_ms}")
+    return argv + list(extra_argv)
 
 
 def find_binary() -> str:
@@ -89,9 +96,9 @@ def find_binary() -> str:
     return path
 
 
-def exec_model_server(options: ServerOptions) -> None:
+def exec_model_server(options: ServerOptions, extra_argv=()) -> None:
     """Replaces this process with tensorflow_model_server (so SIGTERM reaches it directly)."""
     binary = find_binary()
-    argv = model_server_argv(options, binary)
+    argv = model_server_argv(options, binary, extra_argv)
     _log.info("exec %s", " ".join(argv))
     os.execv(binary, argv)

@@ -92,6 +92,22 @@ def test_engine_tfserving_passes_the_same_flags(tmp_path):
     assert "--model_config_file=/m.config" in argv and not any(a.startswith("--model_name") for a in argv)
 
 
+def test_engine_tfserving_passes_tf_serving_flags_on(tmp_path):
+    fake = tmp_path / "tensorflow_model_server"
+    fake.write_text("#!/bin/sh\necho \"$@\"\n")
+    fake.chmod(0o755)
+    process = _serve(["--engine=tfserving", "--model_name=m", f"--model_base_path={tmp_path}", "--port=9000",
+                      "--grpc_channel_arguments=grpc.max_connection_age_ms=2000", "--grpc_socket_path=/tmp/tfs.sock",
+                      "--enable_signature_method_name_check", "--rest_api_enable_cors_support=true", "--num_load_threads=4"],
+                     env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    for flag in (",grpc.max_connection_age_ms=2000", "--grpc_socket_path=/tmp/tfs.sock", "--enable_signature_method_name_check=true",
+                 "--rest_api_enable_cors_support=true", "--num_load_threads=4"):
+        assert flag in out, out
+    assert "accepted and ignored" not in err  # the real binary honours them
+
+
 def test_predict_cli_prints_top_k_labels(server, tmp_path, capsys):
     paths = []
     for i, image in enumerate(helpers.images(2)):

@@ -400,3 +400,36 @@ def test_model_server_serves_v2_grpc_beside_tf_serving(exported, tmp_path):
         client.close()
     finally:
         server.stop(grace=1.0)
+
+
+# -- the model server's own REST port ----------------------------------------------------
+def test_v2_rest_routes_on_the_model_servers_rest_port(exported, tmp_path):
+    """tritonclient.http against a full ModelServer: /v2 shares the REST port, its limits and thread pool."""
+    base = tmp_path / "digits"
+    helpers.push_version(exported[1], str(base), 1)
+    server = start_server(str(base), kserve_signature_def="serving_images", rest_api_max_body_bytes=1 << 20,
+                          rest_api_num_threads=3)
+    try:
+        rest = server._http[0][0]
+        assert rest._executor._max_workers == 3  # --rest_api_num_threads sizes the REST pool
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{server.rest_port}")
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits", "1")
+        assert client.get_model_metadata("digits")["inputs"][0]["name"] == "images"
+        images = helpers.images(2, seed=21)
+        result = client.infer("digits", [_images_input(httpclient, images)])
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        expected = _predict(prediction_service_pb2_grpc.PredictionServiceStub(channel), {"images": images}, "serving_images")
+        channel.close()
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=0, atol=1e-6)
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("no-such-model", [_images_input(httpclient, images)])
+        assert error.value.status() == "404"
+        status, payload = _post(server.rest_port, "/v2/models/digits/infer", bytes(2 << 20))  # over the REST body limit
+        assert status == 413 and "limit" in json.loads(payload)["error"]
+        status, _ = _get(server.rest_port, "/v1/models/digits")  # TF Serving's API still answers beside it
+        assert status == 200
+        client.close()
+        server.stop(grace=0)
+        assert not server.ready()[0]
+    finally:
+        server.stop(grace=0)

@@ -17,6 +17,8 @@ the gRPC code (400 bad request, 404 unknown model or version). Model work runs o
 
     app = web.Application(client_max_size=16 << 20)
     add_kserve_routes(app, manager, executor, metrics=metrics)
+
+The model server's REST port (rest.py) serves the same routes through `KServeRestApi`.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import types
 
 from aiohttp import web
@@ -150,69 +153,90 @@ class _NoMetrics:
         return contextlib.nullcontext(types.SimpleNamespace(version=None))
 
 
-def _error(error: Exception) -> web.Response:
+_JSON = "application/json"
+_ROUTE = re.compile(
+    r"^/v2(?:/health/(?P<health>live|ready)"
+    r"|/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<verb>/ready|/infer)?)?/?$"
+)
+
+
+def _json(payload, status: int = 200) -> tuple:
+    return status, json.dumps(payload).encode("utf-8"), _JSON, {}
+
+
+def _error(error: Exception) -> tuple:
     if isinstance(error, ServingError):
-        return web.json_response({"error": error.message}, status=error.http_status)
-    _log.exception("internal error in a KServe v2 REST handler", exc_info=error)
-    return web.json_response({"error": f"internal server error ({type(error).__name__}); see the server log"}, status=500)
+        return _json({"error": error.message}, error.http_status)
+    _log.error("internal error in a KServe v2 REST handler", exc_info=error)
+    return _json({"error": f"internal server error ({type(error).__name__}); see the server log"}, 500)
+
+
+class KServeRestApi:
+    """The /v2 routes, synchronous (run it on a thread pool): request -> (status, body, type, headers).
+
+    `ready` answers server readiness ((ready, why)); default: every configured model has a
+    loaded version. TF Serving's REST server (rest.py) dispatches /v2 paths here, so its
+    body, connection and timeout limits hold for /v2 too.
+    """
+
+    def __init__(self, manager, *, metrics=None, options: core.KServeOptions | None = None, ready=None):
+        self.manager = manager
+        self.metrics = metrics or _NoMetrics()
+        self.options = options or core.KServeOptions()
+        self._ready = ready or (lambda: (core.server_ready(manager),
+                                         f"models without a loaded version: {core.not_ready_models(manager)}"))
+
+    @staticmethod
+    def _ready_response(ready: bool, why: str) -> tuple:
+        return (200, b"", _JSON, {}) if ready else _json({"error": why}, 400)
+
+    def handle(self, method: str, path: str, headers, body: bytes | None) -> tuple:
+        match = _ROUTE.match(path)
+        if match is None:
+            return _json({"error": f"no route for {method} {path[:200]}; see the KServe v2 REST API (/v2/...)"}, 404)
+        post = match["verb"] == "/infer"
+        if method != ("POST" if post else "GET"):
+            return _json({"error": f"{method} is not allowed on {path[:200]}"}, 405)
+        try:
+            if match["health"] == "live":
+                return 200, b"", _JSON, {}
+            if match["health"] == "ready":
+                return self._ready_response(*self._ready())
+            if match["name"] is None:
+                return _json(core.server_metadata())
+            name, version = match["name"], match["version"] or ""
+            if match["verb"] == "/ready":
+                ready = core.model_ready(self.manager, name, version)
+                what = f"model '{name}'" + (f" version {version}" if version else "")
+                available = self.manager.available_versions().get(name, "model not served")
+                return self._ready_response(ready, f"{what} is not ready (available versions: {available})")
+            if post:
+                payload, header_length = infer_body(self.manager, self.options, self.metrics, name, version, body or b"",
+                                                    headers.get(HEADER_LENGTH))
+                if header_length is None:
+                    return 200, payload, _JSON, {}
+                return 200, payload, "application/octet-stream", {HEADER_LENGTH: str(header_length)}
+            with self.metrics.track(name, "REST.v2.metadata"):
+                return _json(core.model_metadata(self.manager, self.options, name, version))
+        except Exception as error:  # noqa: BLE001  (every failure becomes a JSON error)
+            return _error(error)
 
 
 def add_kserve_routes(app: web.Application, manager, executor, *, metrics=None, options: core.KServeOptions | None = None) -> None:
     """Adds the /v2 routes to `app` (whose `client_max_size` bounds infer bodies)."""
-    options = options or core.KServeOptions()
-    metrics = metrics or _NoMetrics()
+    api = KServeRestApi(manager, metrics=metrics, options=options)
 
-    def ready_response(ready: bool, why: str) -> web.Response:
-        return web.Response(status=200) if ready else web.json_response({"error": why}, status=400)
-
-    async def live(request):
-        return web.Response(status=200)
-
-    async def server_ready(request):
-        return ready_response(core.server_ready(manager), f"models without a loaded version: {core.not_ready_models(manager)}")
-
-    async def server_metadata(request):
-        return web.json_response(core.server_metadata())
-
-    async def model_metadata(request):
-        name, version = request.match_info["name"], request.match_info.get("version", "")
+    async def route(request):
         try:
-            with metrics.track(name, "REST.v2.metadata"):
-                return web.json_response(core.model_metadata(manager, options, name, version))
-        except Exception as error:  # noqa: BLE001  (every failure becomes a JSON error)
-            return _error(error)
-
-    async def model_ready(request):
-        name, version = request.match_info["name"], request.match_info.get("version", "")
-        try:
-            ready = core.model_ready(manager, name, version)
-        except Exception as error:  # noqa: BLE001
-            return _error(error)
-        what = f"model '{name}'" + (f" version {version}" if version else "")
-        return ready_response(ready, f"{what} is not ready (available versions: {manager.available_versions().get(name, 'model not served')})")
-
-    async def infer(request):
-        name, version = request.match_info["name"], request.match_info.get("version", "")
-        try:
-            body = await request.read()
-            payload, header_length = await asyncio.get_running_loop().run_in_executor(
-                executor, infer_body, manager, options, metrics, name, version, body, request.headers.get(HEADER_LENGTH)
-            )
+            body = await request.read() if request.method == "POST" else None
         except web.HTTPRequestEntityTooLarge:
             return web.json_response(
                 {"error": f"the body exceeds the {request.client_max_size}-byte limit; send smaller batches"}, status=413
             )
-        except Exception as error:  # noqa: BLE001
-            return _error(error)
-        if header_length is None:
-            return web.Response(body=payload, content_type="application/json")
-        return web.Response(body=payload, content_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
+        status, payload, content_type, headers = await asyncio.get_running_loop().run_in_executor(
+            executor, api.handle, request.method, request.path, request.headers, body
+        )
+        return web.Response(status=status, body=payload, headers={"Content-Type": content_type, **headers})
 
-    router = app.router
-    router.add_get("/v2/health/live", live)
-    router.add_get("/v2/health/ready", server_ready)
-    router.add_get("/v2", server_metadata)
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        router.add_get(prefix, model_metadata)
-        router.add_get(prefix + "/ready", model_ready)
-        router.add_post(prefix + "/infer", infer)
+    app.router.add_route("*", "/v2", route)
+    app.router.add_route("*", "/v2/{tail:.*}", route)
