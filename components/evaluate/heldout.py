@@ -20,6 +20,7 @@ from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
+from components.evaluate.keys import SPLIT_KEY, TEST_ACCURACY_KEY
 from components.train.export import EXAMPLES_SIGNATURE, read_label_names
 
 
@@ -74,8 +75,8 @@ class Executor(base_executor.BaseExecutor):
         os.makedirs(report.uri, exist_ok=True)
         with open(os.path.join(report.uri, "metrics.json"), "w") as f:
             json.dump(result, f, indent=2)
-        report.set_float_custom_property("test_accuracy", result["accuracy"])
-        report.set_string_custom_property("split", split)
+        report.set_float_custom_property(TEST_ACCURACY_KEY, result["accuracy"])
+        report.set_string_custom_property(SPLIT_KEY, split)
 
 
 class HeldOutEvaluatorSpec(ComponentSpec):
