@@ -33,7 +33,7 @@ def _run(argv: list[str]) -> int:
     from pipeline.run import EXIT_DATA_ANOMALIES, EXIT_FAILED, EXIT_LOCKED, EXIT_NOT_BLESSED, PipelineRunError, format_summary, run_pipeline
     from components.validate.anomalies_gate import DataAnomaliesError
 
-    from pipeline.schedule import PipelineLocked, pipeline_lock
+    from pipeline.lock import PipelineLocked, pipeline_lock
 
     code = 0
     try:

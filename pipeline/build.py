@@ -5,10 +5,13 @@ resolver -> evaluate (gate) + held-out test report -> optimize (TensorRT where i
 -> infra validation (serve it, query it, skew check, warmup requests) -> push (atomic, TF Serving layout)
 
     cfg = load_config("configs/digits_cnn.yaml")
-    p = build_pipeline(cfg)
+    p = build_pipeline(cfg)                                   # runs here: the config's local paths
+    p = build_pipeline(cfg, Target(pipeline_root="gs://b/tfx", serving_base="/gcs/b/serving",
+                                   checkpoint_root="/gcs/b/tfx/checkpoints", portable_resolver=True))
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import os
@@ -39,16 +42,54 @@ def code_fingerprint(*packages: str) -> str:
     return h.hexdigest()[:16]
 
 
-def paths(cfg: dict) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where the built pipeline will run; decided once, when it is built.
+
+    None keeps the config's local paths (made absolute). An orchestrator elsewhere passes its
+    own roots as they are (gs://... must not become <cwd>/gs:/...): `pipeline_root` any URI
+    TFX can write, `serving_base` and `checkpoint_root` POSIX paths (checkpoints go to
+    `<checkpoint_root>/<pipeline name>`). `portable_resolver` picks TFX's built-in
+    LatestBlessedModelStrategy for the baseline, the only kind Kubeflow V2 compiles.
+    """
+
+    pipeline_root: str | None = None
+    serving_base: str | None = None
+    checkpoint_root: str | None = None
+    portable_resolver: bool = False
+
+
+LOCAL = Target()
+
+
+def paths(cfg: dict, target: Target = LOCAL) -> dict:
     runs = os.path.abspath(cfg["runs_dir"])
     name = cfg["pipeline_name"]
     return {
         "runs": runs,
-        "pipeline_root": os.path.join(runs, "pipelines", name),
+        "pipeline_root": target.pipeline_root or os.path.join(runs, "pipelines", name),
         "metadata": os.path.join(runs, "metadata.sqlite"),
-        "checkpoints": os.path.join(runs, "checkpoints", name),
-        "serving_base": os.path.abspath(cfg["push"]["serving_base"]),
+        "checkpoints": os.path.join(target.checkpoint_root or os.path.join(runs, "checkpoints"), name),
+        "serving_base": target.serving_base or os.path.abspath(cfg["push"]["serving_base"]),
     }
+
+
+def baseline_resolver(candidate, portable: bool):
+    """The Evaluator's baseline: the latest blessed model other than `candidate`.
+
+    Kubeflow V2 compiles only TFX's built-in strategies, so `portable` uses TFX's
+    LatestBlessedModelStrategy: the same baseline except that it may pick the candidate
+    itself once blessed, which only matters for cached local re-runs.
+    """
+    model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+    model_blessing = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+    if portable:
+        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                                    model=model, model_blessing=model_blessing)
+    else:
+        resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModelStrategy, candidate=candidate,
+                                    model=model, model_blessing=model_blessing)
+    return resolver.with_id("BaselineResolver")
 
 
 def check_data_fits_model(cfg: dict, source) -> tuple[str, list[int]]:
@@ -76,8 +117,9 @@ def check_data_fits_model(cfg: dict, source) -> tuple[str, list[int]]:
     return modality, list(cfg["data"]["image_shape"] or source.image_shape)
 
 
-def build_pipeline(cfg: dict):
-    p = paths(cfg)
+def build_pipeline(cfg: dict, target: Target = LOCAL):
+    """The TFX pipeline of `cfg`, with paths and the baseline resolver for where it will run."""
+    p = paths(cfg, target)
     source = open_source(cfg["data"])  # validates the data before any component runs
     modality, input_shape = check_data_fits_model(cfg, source)
     label_names = list(source.label_names)
@@ -122,12 +164,7 @@ def build_pipeline(cfg: dict):
             "code": code_fingerprint("components/train", "components/transform", "models"),
         },
     )
-    baseline = tfx.dsl.Resolver(
-        strategy_class=LatestBlessedOtherModelStrategy,
-        candidate=trainer.outputs["model"],
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("BaselineResolver")
+    baseline = baseline_resolver(trainer.outputs["model"], portable=target.portable_resolver)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],

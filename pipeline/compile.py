@@ -3,14 +3,13 @@
 `kubeflow-v2` writes the KFP IR pipeline-job JSON that Vertex AI Pipelines (and Kubeflow
 Pipelines 2.x) runs, through TFX's KubeflowV2DagRunner. `airflow` writes an Airflow DAG
 file that builds the same pipeline at import time and hands it to TFX's AirflowDagRunner.
-The pipeline is the one `build_pipeline(cfg)` returns; this module only changes what the
-target needs:
+The pipeline is the one `build_pipeline(cfg, target)` builds for where it will run:
 
 - kubeflow-v2 needs a pipeline name of `[a-z0-9-]` (digits_cnn -> digits-cnn) and
-  supports only TFX's built-in resolver strategies: the baseline resolver becomes TFX's
+  supports only TFX's built-in resolver strategies: the baseline resolver is built with TFX's
   LatestBlessedModelStrategy (same choice of baseline; see docs/scale.md on caching).
-- `--pipeline-root`, `--serving-base` and `--checkpoint-root` move the config's local
-  paths to the cloud. The pipeline root may be any URI TFX can write (gs://...); the
+- `--pipeline-root`, `--serving-base` and `--checkpoint-root` put the config's local
+  paths in the cloud. The pipeline root may be any URI TFX can write (gs://...); the
   serving base and checkpoint root must be POSIX paths (the Pusher publishes with an
   atomic rename, checkpoints are plain files), e.g. the Cloud Storage FUSE mount
   /gcs/BUCKET/... of Vertex AI.
@@ -34,7 +33,6 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 
 TARGETS = ("kubeflow-v2", "airflow")
 # A placeholder on purpose: the image is built from this repo (Dockerfile at the root).
@@ -81,6 +79,14 @@ class Placement:
                                    "pass --checkpoint-root /mounted/path/checkpoints")
         return dataclasses.replace(self, checkpoint_root=checkpoint_root)
 
+    def target(self, *, portable_resolver: bool = False):
+        """The build target (pipeline.build.Target) of these checked paths."""
+        from pipeline.build import Target
+
+        placement = self.resolved()
+        return Target(placement.pipeline_root, placement.serving_base, placement.checkpoint_root,
+                      portable_resolver=portable_resolver)
+
 
 # --------------------------------------------------------------------------- pipeline changes
 
@@ -96,67 +102,6 @@ def kfp_pipeline_name(name: str) -> str:
         raise CompileError(f"pipeline_name {name!r} cannot be made a Kubeflow pipeline name "
                            f"(got {converted!r}); use letters, digits and '-', starting with a letter or digit")
     return converted
-
-
-def retarget(pipeline, placement: Placement):
-    """Moves a built pipeline's pipeline root, Pusher serving base and Trainer checkpoints.
-
-    Works on the built pipeline because build.paths() makes paths absolute locally, which
-    would turn gs://bucket into <cwd>/gs:/bucket.
-    """
-    placement = placement.resolved()
-    if placement.pipeline_root is not None:
-        pipeline.pipeline_info.pipeline_root = placement.pipeline_root
-    for component in pipeline.components:
-        props = getattr(component, "exec_properties", {})
-        if placement.serving_base is not None and "serving_base" in props:
-            props["serving_base"] = placement.serving_base
-        custom = props.get("custom_config")
-        if placement.checkpoint_root is not None and isinstance(custom, str) and "checkpoint_root" in custom:
-            config = json.loads(custom)
-            if "checkpoint_root" in config:
-                config["checkpoint_root"] = os.path.join(placement.checkpoint_root, pipeline.pipeline_info.pipeline_name)
-                props["custom_config"] = json.dumps(config, sort_keys=True)
-    return pipeline
-
-
-def portable_baseline(pipeline):
-    """Swaps resolvers KFP cannot compile for TFX's LatestBlessedModelStrategy.
-
-    KubeflowV2DagRunner turns only LatestArtifactStrategy and LatestBlessedModelStrategy
-    into KFP resolver tasks. Our LatestBlessedOtherModelStrategy differs from the latter
-    only by excluding the current candidate (which keeps local re-runs cached), so the
-    Evaluator still compares against the latest blessed model.
-    """
-    from pipeline.tfx_compat import tfx
-    from tfx.types import standard_artifacts
-
-    from components.evaluate.baseline import LatestBlessedOtherModelStrategy
-
-    supported = (tfx.dsl.experimental.LatestBlessedModelStrategy, tfx.dsl.experimental.LatestArtifactStrategy)
-    for old in [c for c in pipeline.components if isinstance(c, tfx.dsl.Resolver)]:
-        strategy = old.exec_properties.get("resolver_class")
-        if strategy in supported:
-            continue
-        if strategy is not LatestBlessedOtherModelStrategy:
-            raise CompileError(f"resolver {old.id} uses {strategy.__name__}, which Kubeflow V2 cannot compile; "
-                               "use LatestBlessedModelStrategy or LatestArtifactStrategy")
-        new = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
-        ).with_id(old.id)
-        for node in list(old.downstream_nodes):
-            for key, channel in list(node.inputs.items()):
-                for out_key, out_channel in old.outputs.items():
-                    if channel is out_channel:
-                        node.inputs[key] = new.outputs[out_key]
-            node.remove_upstream_node(old)  # also removes node from old's downstream nodes
-            node.add_upstream_node(new)
-        for node in list(old.upstream_nodes):  # the Trainer fed `candidate`, which is gone
-            old.remove_upstream_node(node)
-        pipeline.components = [new if c is old else c for c in pipeline.components]
-    return pipeline
 
 
 def check_kfp_artifact_types(pipeline) -> None:
@@ -196,15 +141,11 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
         raise CompileError(f"the kubeflow-v2 target needs the kfp packages: pip install {KFP_PINS}")
     from pipeline.build import build_pipeline
 
-    pipeline = build_pipeline(dict(cfg, pipeline_name=kfp_pipeline_name(cfg["pipeline_name"])))
-    pipeline = portable_baseline(retarget(pipeline, placement))
+    pipeline = build_pipeline(dict(cfg, pipeline_name=kfp_pipeline_name(cfg["pipeline_name"])),
+                              placement.target(portable_resolver=True))
     check_kfp_artifact_types(pipeline)
     runner = runner_class(config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image))
-    with warnings.catch_warnings():
-        # The swapped-in resolver is not in the pipeline's DSL registry (made before the swap);
-        # the registry only matters for Cond/ForEach blocks, which this pipeline has none of.
-        warnings.filterwarnings("ignore", message="Component .* is not found from the registry")
-        job = runner.run(pipeline, write_out=False)
+    job = runner.run(pipeline, write_out=False)
     _atomic_write(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
     return job
 
@@ -235,7 +176,7 @@ from pipeline.tfx_compat import tfx  # noqa: E402,F401  (TFX before TFDV; see pi
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
 
 from pipeline.build import build_pipeline  # noqa: E402
-from pipeline.compile import Placement, retarget  # noqa: E402
+from pipeline.compile import Placement  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 cfg = load_config(CONFIG_PATH)
@@ -250,7 +191,7 @@ AIRFLOW_DAG_CONFIG = {{
 }}
 
 DAG = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=AIRFLOW_DAG_CONFIG)).run(
-    retarget(build_pipeline(cfg), Placement(**PLACEMENT))
+    build_pipeline(cfg, Placement(**PLACEMENT).target())
 )
 '''
 

@@ -17,6 +17,10 @@ from typing import Any
 
 import yaml
 
+from components.validate.infra_config import DEFAULT_CONFIG as INFRA_DEFAULTS
+from components.validate.infra_config import USER_KEYS as INFRA_USER_KEYS
+from components.validate.infra_config import parse_config as parse_infra_config
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -84,14 +88,9 @@ SCHEMA: dict[str, Any] = {
     },
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
     "monitor": ((dict,), {}, ANY_DICT),  # pipeline/monitor/config.py validates it
-    "infra_validation": {
-        "enabled": ((bool,), True, None),
-        "make_warmup": ((bool,), True, None),
-        "timeout_seconds": ((int,), 60, None),
-        "num_examples": ((int,), 8, None),  # requests per signature
-        "skew_examples": ((int,), 64, None),
-        "skew_atol": ((float, int), 1e-4, None),  # also the allowed disagreement between signatures
-    },
+    # keys and defaults from the section's one schema, components/validate/infra_config.py
+    "infra_validation": {key: ((float, int) if isinstance(INFRA_DEFAULTS[key], float) else (type(INFRA_DEFAULTS[key]),),
+                               INFRA_DEFAULTS[key], None) for key in INFRA_USER_KEYS},
     "push": {
         "model_name": ((str,), "digits", None),
         "serving_base": ((str, type(None)), None, None),  # default: <runs_dir>/serving
@@ -230,8 +229,6 @@ def validate_config(raw: dict) -> dict:
         optim.build_optimizer(train["optimizer"], 0.1, weight_decay=train["weight_decay"], momentum=train["momentum"], nesterov=train["nesterov"])
     except ValueError as e:
         raise ConfigError(f"config key 'train.optimizer': {e}") from None
-    from components.validate.infra_executor import parse_config as parse_infra_config
-
     try:
         parse_infra_config(cfg["infra_validation"])
     except ValueError as e:

@@ -23,21 +23,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from components.evaluate.keys import BLESSED_KEY
+from components.push.keys import PUSHED_DESTINATION_KEY, PUSHED_KEY, PUSHED_VERSION_KEY
+from pipeline.mlmd import DEFAULT_METADATA, State as _State
+from pipeline.mlmd import StoreError as HistoryError  # noqa: F401  (the name callers catch)
 from pipeline.mlmd import custom_property as _custom
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-
-DEFAULT_METADATA = "runs/metadata.sqlite"
-PIPELINE_CONTEXT, RUN_CONTEXT, NODE_CONTEXT = "pipeline", "pipeline_run", "node"
-
-_State = metadata_store_pb2.Execution.State
+from pipeline.mlmd import node_and_run, open_store, output_artifacts, pipeline_runs
 # CANCELED counts as failed: the run did not produce what it was started for.
 _FAILED_STATES = {_State.FAILED, _State.CANCELED}
 _UNFINISHED_STATES = {_State.NEW, _State.RUNNING}
-
-
-class HistoryError(RuntimeError):
-    """The run history cannot be read; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,25 +65,6 @@ class PipelineRun:
                 "start": self.start.isoformat(timespec="milliseconds"), **record}
 
 
-def open_store(metadata_path: str | Path = DEFAULT_METADATA) -> metadata_store.MetadataStore:
-    """Opens an existing SQLite MLMD store read-only (never creates or migrates one)."""
-    path = Path(metadata_path)
-    if not path.is_file():
-        raise HistoryError(
-            f"no runs yet: {path} does not exist. Run `python -m pipeline run --config "
-            f"configs/<pipeline>.yaml` first, or pass --metadata path/to/metadata.sqlite"
-        )
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    try:
-        return metadata_store.MetadataStore(config)
-    except Exception as error:  # MLMD raises bare RuntimeErrors from its C++ layer
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise HistoryError(f"{path} is not a readable ML Metadata store ({reason}); "
-                           "pass the metadata path from the pipeline's config with --metadata") from None
-
-
 def list_runs(metadata_path: str | Path = DEFAULT_METADATA, pipeline: str | None = None,
               limit: int | None = None) -> list[PipelineRun]:
     """Pipeline runs in the store, newest first, optionally of one pipeline and at most `limit`.
@@ -97,37 +72,24 @@ def list_runs(metadata_path: str | Path = DEFAULT_METADATA, pipeline: str | None
         runs = list_runs("runs/metadata.sqlite", pipeline="digits_cnn", limit=10)
     """
     store = open_store(metadata_path)
-    pipelines = store.get_contexts_by_type(PIPELINE_CONTEXT)
-    if pipeline is not None:
-        known = sorted(context.name for context in pipelines)
-        pipelines = [context for context in pipelines if context.name == pipeline]
-        if not pipelines:
-            raise HistoryError(f"no pipeline named {pipeline!r} in {metadata_path}; "
-                               f"known pipelines: {', '.join(known) or 'none'}")
-    pipeline_of = {execution.id: context.name
-                   for context in pipelines for execution in store.get_executions_by_context(context.id)}
-    runs = []
-    for run_context in store.get_contexts_by_type(RUN_CONTEXT):
-        executions = [e for e in store.get_executions_by_context(run_context.id) if e.id in pipeline_of]
-        if executions:  # a run of another pipeline, or one that never started a node
-            runs.append(_summarize(store, run_context, executions, pipeline_of[executions[0].id]))
+    runs = [_summarize(store, run_context, executions, name)
+            for run_context, executions, name in pipeline_runs(store, pipeline, where=str(metadata_path))]
     runs.sort(key=lambda run: (run.start_ms, run.run_id), reverse=True)
     return runs[:limit] if limit is not None else runs
 
 
-def _summarize(store: metadata_store.MetadataStore, run_context: metadata_store_pb2.Context,
-               executions: Sequence[metadata_store_pb2.Execution], pipeline: str) -> PipelineRun:
+def _summarize(store, run_context, executions: Sequence, pipeline: str) -> PipelineRun:
     start = min(e.create_time_since_epoch for e in executions)
     end = max(e.last_update_time_since_epoch for e in executions)
     states = {e.last_known_state for e in executions}
     failed = [e for e in executions if e.last_known_state in _FAILED_STATES]
     status = "failed" if failed else ("running" if states & _UNFINISHED_STATES else "complete")
-    outputs = _output_artifacts(store, executions)
+    outputs = output_artifacts(store, executions)
     evaluator_ids = {e.id for e in executions if "Evaluator" in e.type}
-    blessings = [_custom(a, "blessed") for execution_id, a in outputs
+    blessings = [_custom(a, BLESSED_KEY) for execution_id, a in outputs
                  if execution_id in evaluator_ids and a.type == "ModelBlessing"]
     pushes = [a for _, a in outputs if a.type == "PushedModel"]
-    pushed = [a for a in pushes if _custom(a, "pushed") == 1]
+    pushed = [a for a in pushes if _custom(a, PUSHED_KEY) == 1]
     return PipelineRun(
         run_id=run_context.name,
         pipeline=pipeline,
@@ -136,30 +98,15 @@ def _summarize(store: metadata_store.MetadataStore, run_context: metadata_store_
         status=status,
         blessed=any(value == 1 for value in blessings) if blessings else None,
         pushed=bool(pushed) if pushes else None,
-        pushed_version=_text(_custom(pushed[-1], "pushed_version")) if pushed else None,
-        pushed_destination=_text(_custom(pushed[-1], "pushed_destination")) if pushed else None,
+        pushed_version=_text(_custom(pushed[-1], PUSHED_VERSION_KEY)) if pushed else None,
+        pushed_destination=_text(_custom(pushed[-1], PUSHED_DESTINATION_KEY)) if pushed else None,
         executions=len(executions),
         failed_nodes=tuple(sorted(_node_id(store, e) for e in failed)),
     )
 
 
-def _output_artifacts(store: metadata_store.MetadataStore, executions: Sequence[metadata_store_pb2.Execution]
-                      ) -> list[tuple[int, metadata_store_pb2.Artifact]]:
-    """(execution id, artifact) for every output event of the executions."""
-    events = [event for event in store.get_events_by_execution_ids([e.id for e in executions])
-              if event.type == metadata_store_pb2.Event.OUTPUT]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({event.artifact_id for event in events}))}
-    return [(event.execution_id, artifacts[event.artifact_id]) for event in events
-            if event.artifact_id in artifacts]
-
-
-def _node_id(store: metadata_store.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
-    for context in store.get_contexts_by_execution(execution.id):
-        if context.type == NODE_CONTEXT:
-            return context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
-    return execution.type
-
-
+def _node_id(store, execution) -> str:
+    return node_and_run(store, execution)[0] or execution.type
 
 
 def _text(value: object | None) -> str | None:

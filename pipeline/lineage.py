@@ -27,12 +27,14 @@ import os
 import re
 import sys
 
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-# One MLMD reader for the ops commands: read-only open with clear errors, property access.
-from pipeline.history import NODE_CONTEXT, RUN_CONTEXT, HistoryError, open_store
-from pipeline.mlmd import custom_property, read_json as _read_json
+from components.evaluate.keys import BLESSED_KEY, SPLIT_KEY, TEST_ACCURACY_KEY
+from components.push.keys import PUSHED_DESTINATION_KEY, PUSHED_KEY
+from pipeline.mlmd import RUN_CONTEXT, State as _State, StoreError, consumers, custom_property, execution_artifacts
+from pipeline.mlmd import json_property as _json_property
+from pipeline.mlmd import node_and_run, open_store, producer
+from pipeline.mlmd import read_json as _read_json
 
 UNKNOWN = "unknown"
 RUN_FACTS = ("config_path", "config_hash", "git_commit")  # custom properties on the pipeline_run context
@@ -41,10 +43,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # same rule as push
 # Inputs that are not this model's history: the Evaluator's baseline is an *older* model.
 NOT_LINEAGE_INPUTS = ("baseline_model",)
 
-_Event = metadata_store_pb2.Event
-_State = metadata_store_pb2.Execution.State
-_OUTPUT_EVENTS = (_Event.OUTPUT, _Event.DECLARED_OUTPUT)
-_INPUT_EVENTS = (_Event.INPUT, _Event.DECLARED_INPUT)
 
 
 class LineageError(RuntimeError):
@@ -95,55 +93,25 @@ def resolve_version_dir(serving_base: str, model: str, version: int | None = Non
     return version, os.path.join(model_base, str(version))
 
 
-def find_pushed_model(store: metadata_store.MetadataStore, version_dir: str) -> metadata_store_pb2.Artifact | None:
+def find_pushed_model(store, version_dir: str) -> metadata_store_pb2.Artifact | None:
     """The newest pushed PushedModel whose `pushed_destination` is `version_dir` (realpath compare)."""
     target = os.path.realpath(version_dir)
     matches = [a for a in store.get_artifacts_by_type("PushedModel")
-               if custom_property(a, "pushed") == 1 and custom_property(a, "pushed_destination")
-               and os.path.realpath(str(custom_property(a, "pushed_destination"))) == target]
+               if custom_property(a, PUSHED_KEY) == 1 and custom_property(a, PUSHED_DESTINATION_KEY)
+               and os.path.realpath(str(custom_property(a, PUSHED_DESTINATION_KEY))) == target]
     return max(matches, key=lambda a: (a.create_time_since_epoch, a.id)) if matches else None
 
 
 # --------------------------------------------------------------------------- walk MLMD
 
 
-def _original(executions: list[metadata_store_pb2.Execution]) -> metadata_store_pb2.Execution | None:
-    # A later run that reused a step from the cache adds a CACHED execution with the same
-    # output events; the execution that really ran is the first COMPLETE one.
-    ran = [e for e in executions if e.last_known_state == _State.COMPLETE] or list(executions)
-    return min(ran, key=lambda e: e.id) if ran else None
-
-
-def _producer(store, artifact_id: int) -> metadata_store_pb2.Execution | None:
-    ids = {e.execution_id for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS}
-    return _original(store.get_executions_by_id(list(ids))) if ids else None
-
-
-def _consumers(store, artifact_id: int, key: str) -> list[metadata_store_pb2.Execution]:
-    ids = {e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
-           if e.type in _INPUT_EVENTS and e.path.steps and e.path.steps[0].key == key}
-    return list(store.get_executions_by_id(list(ids))) if ids else []
-
-
 def _step(store, execution: metadata_store_pb2.Execution) -> Step:
-    node, run_id = execution.type, None
-    for context in store.get_contexts_by_execution(execution.id):
-        if context.type == NODE_CONTEXT:
-            node = context.name.split(".", 1)[-1]  # "<pipeline>.<node id>"
-        elif context.type == RUN_CONTEXT:
-            run_id = context.name
-    events = store.get_events_by_execution_ids([execution.id])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
-    inputs: dict[str, list] = {}
-    outputs: dict[str, list] = {}
-    for event in events:
-        side = inputs if event.type in _INPUT_EVENTS else outputs if event.type in _OUTPUT_EVENTS else None
-        if side is not None and event.artifact_id in artifacts:
-            side.setdefault(event.path.steps[0].key if event.path.steps else "artifact", []).append(artifacts[event.artifact_id])
-    return Step(node, execution, run_id, inputs, outputs)
+    node, run_id = node_and_run(store, execution)
+    inputs, outputs = execution_artifacts(store, execution.id)
+    return Step(node or execution.type, execution, run_id, inputs, outputs)
 
 
-def trace_executions(store: metadata_store.MetadataStore, pusher: metadata_store_pb2.Execution) -> list[Step]:
+def trace_executions(store, pusher: metadata_store_pb2.Execution) -> list[Step]:
     """The Pusher and every execution upstream of it (breadth first, one per node), then the
     executions that read one of those models without feeding the Pusher (held-out report)."""
     steps: dict[str, Step] = {}
@@ -157,12 +125,12 @@ def trace_executions(store: metadata_store.MetadataStore, pusher: metadata_store
             if key in NOT_LINEAGE_INPUTS:
                 continue
             for artifact in artifacts:
-                producer = _producer(store, artifact.id)
-                if producer is not None:
-                    queue.append(producer)
+                source = producer(store, artifact.id)
+                if source is not None:
+                    queue.append(source)
     models = [a for s in list(steps.values()) for arts in s.outputs.values() for a in arts if a.type == "Model"]
     for model in models:
-        for consumer in sorted(_consumers(store, model.id, "model"), key=lambda e: e.id):
+        for consumer in sorted(consumers(store, model.id, "model"), key=lambda e: e.id):
             step = _step(store, consumer)
             if step.node not in steps and consumer.last_known_state == _State.COMPLETE:
                 steps[step.node] = step
@@ -185,13 +153,13 @@ def trace_version(serving_base: str, model: str, version: int | None = None, met
     metadata = metadata or os.path.join(os.path.dirname(os.path.abspath(serving_base)), "metadata.sqlite")
     try:
         store = open_store(metadata)
-    except HistoryError as error:
+    except StoreError as error:
         raise LineageError(str(error)) from None
     pushed = find_pushed_model(store, version_dir)
     if pushed is None:
         raise LineageError(f"no MLMD record of a push to {version_dir}: was it pushed by this pipeline? "
                            f"metadata store: {os.path.abspath(metadata)} (pass the right one with --metadata)")
-    pusher = _producer(store, pushed.id)
+    pusher = producer(store, pushed.id)
     if pusher is None:
         raise LineageError(f"PushedModel artifact {pushed.id} in {metadata} has no producing execution; the store is incomplete")
     steps = trace_executions(store, pusher)
@@ -257,16 +225,6 @@ def _artifacts(steps: list[Step], type_name: str, side: str = "outputs") -> list
     return found
 
 
-def _json_property(artifact_or_execution, key: str):
-    value = custom_property(artifact_or_execution, key)
-    if value in (None, ""):
-        return None
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return value
-
-
 def _artifact_facts(store, steps: list[Step]) -> dict:
     facts: dict = {}
     examples = next((a for a in _artifacts(steps, "Examples") if custom_property(a, "dataset") is not None), None)
@@ -293,13 +251,13 @@ def _artifact_facts(store, steps: list[Step]) -> dict:
     facts["evaluation"] = _evaluation_facts(steps)
     reports = _artifacts(steps, "HeldOutReport")
     facts["heldout"] = None if not reports else {
-        "test_accuracy": custom_property(reports[0], "test_accuracy"),
-        "split": custom_property(reports[0], "split"),
+        "test_accuracy": custom_property(reports[0], TEST_ACCURACY_KEY),
+        "split": custom_property(reports[0], SPLIT_KEY),
         "report_uri": reports[0].uri,
     }
     infra = _artifacts(steps, "InfraBlessing")
     facts["infra_validation"] = None if not infra else {
-        "blessed": custom_property(infra[0], "blessed") == 1, "uri": infra[0].uri,
+        "blessed": custom_property(infra[0], BLESSED_KEY) == 1, "uri": infra[0].uri,
     }
     optimized = next((a for a in _artifacts(steps, "Model") if custom_property(a, "optimizer") is not None), None)
     facts["optimizer"] = None if optimized is None else {
@@ -339,7 +297,7 @@ def _evaluation_facts(steps: list[Step]) -> dict | None:
     evaluation = (evaluator.outputs.get("evaluation") or [None])[0]
     baseline = (evaluator.inputs.get("baseline_model") or [None])[0]
     facts = {
-        "blessed": blessing is not None and custom_property(blessing, "blessed") == 1,
+        "blessed": blessing is not None and custom_property(blessing, BLESSED_KEY) == 1,
         "metrics": {},
         "thresholds": _thresholds(evaluator.exec_property("eval_config")),
         "failed_thresholds": [],

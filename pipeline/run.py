@@ -10,14 +10,20 @@ import os
 import time
 
 from pipeline.tfx_compat import tfx
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import compiler
 from tfx.dsl.compiler import constants as compiler_constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.build import build_pipeline, paths
+from components.evaluate.keys import BLESSED_KEY, TEST_ACCURACY_KEY
+from components.optimize.spec import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY
+from components.push.keys import (ALREADY_PUSHED_KEY, MODEL_NAME_KEY, NOT_PUSHED_REASON_KEY, PUSHED_DESTINATION_KEY,
+                                  PUSHED_KEY, PUSHED_VERSION_KEY)
+from pipeline.mlmd import RUN_CONTEXT
 from pipeline.mlmd import custom_property as _prop
+from pipeline.mlmd import open_or_create_store as open_store
+from pipeline.mlmd import run_executions
 
 _STATE = metadata_store_pb2.Execution.State
 STATUS = {_STATE.COMPLETE: "ran", _STATE.CACHED: "cached", _STATE.FAILED: "failed", _STATE.RUNNING: "failed", _STATE.NEW: "failed"}
@@ -60,7 +66,7 @@ def record_run_facts(cfg: dict, run_id: str) -> str:
 
     commit = git_commit()
     store = open_store(paths(cfg)["metadata"])
-    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    ctx = store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
     if ctx is not None:
         for key, value in (("config_path", cfg.get("_config_path") or ""), ("config_hash", cfg.get("_config_hash") or ""), ("git_commit", commit)):
             ctx.custom_properties[key].string_value = str(value)
@@ -72,37 +78,6 @@ class PipelineRunError(RuntimeError):
     def __init__(self, summary: dict, cause: Exception):
         super().__init__(str(cause))
         self.summary, self.cause = summary, cause
-
-
-def open_store(metadata_path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    return metadata_store.MetadataStore(config)
-
-
-def run_executions(store, pipeline_name: str, run_id: str) -> dict:
-    """node id -> {"execution", "inputs": {key: [Artifact]}, "outputs": {key: [Artifact]}} for one run."""
-    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
-    if ctx is None:
-        return {}
-    result = {}
-    for ex in store.get_executions_by_context(ctx.id):
-        node_ctx = [c for c in store.get_contexts_by_execution(ex.id) if c.name.startswith(pipeline_name + ".")]
-        if not node_ctx:
-            continue
-        node_id = node_ctx[0].name[len(pipeline_name) + 1:]
-        events = store.get_events_by_execution_ids([ex.id])
-        arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-        by_kind: dict[str, dict[str, list]] = {"inputs": {}, "outputs": {}}
-        for e in events:
-            kind = "outputs" if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT) else "inputs"
-            key = e.path.steps[0].key if e.path.steps else kind
-            by_kind[kind].setdefault(key, []).append(arts[e.artifact_id])
-        result[node_id] = {"execution": ex, **by_kind}
-    return result
-
-
 
 
 def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
@@ -135,7 +110,7 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
         base = evaluator["inputs"].get("baseline_model", [])
         summary["baseline"] = {"model_id": base[0].id, "uri": base[0].uri} if base else None
         blessing = evaluator["outputs"].get("blessing", [])
-        summary["blessed"] = bool(blessing) and _prop(blessing[0], "blessed") == 1
+        summary["blessed"] = bool(blessing) and _prop(blessing[0], BLESSED_KEY) == 1
         evaluation = evaluator["outputs"].get("evaluation", [])
         if evaluation:
             from components.evaluate.results import read_evaluation
@@ -146,7 +121,7 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
     heldout = runs.get("HeldOutEvaluator")
     if heldout and heldout["outputs"].get("report"):
         report = heldout["outputs"]["report"][0]
-        summary["metrics"]["test_accuracy"] = _prop(report, "test_accuracy")
+        summary["metrics"]["test_accuracy"] = _prop(report, TEST_ACCURACY_KEY)
         summary["test_report_uri"] = report.uri
     trainer = runs.get("Trainer")
     if trainer and trainer["outputs"].get("model_run"):
@@ -157,13 +132,13 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
         except OSError:
             pass
     optimizer = runs.get("ModelOptimizer")
-    if optimizer and optimizer["outputs"].get("optimized_model"):
-        raw = _prop(optimizer["outputs"]["optimized_model"][0], "optimizer")
+    if optimizer and optimizer["outputs"].get(OPTIMIZED_MODEL_KEY):
+        raw = _prop(optimizer["outputs"][OPTIMIZED_MODEL_KEY][0], OPTIMIZER_PROPERTY)
         summary["optimizer"] = json.loads(raw) if raw else None
     infra = runs.get("InfraValidator")
     if infra and infra["outputs"].get("blessing"):
         b = infra["outputs"]["blessing"][0]
-        infra_ok = _prop(b, "blessed") == 1
+        infra_ok = _prop(b, BLESSED_KEY) == 1
         summary["infra"] = {
             "status": "blessed" if infra_ok else "not blessed", "reason": _prop(b, "reason", ""),
             "engine": _prop(b, "engine"), "skew_check": _prop(b, "skew_check"), "skew_max_abs_diff": _prop(b, "skew_max_abs_diff"),
@@ -173,14 +148,15 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
     pusher = runs.get("Pusher")
     if pusher and pusher["outputs"].get("pushed_model"):
         pushed = pusher["outputs"]["pushed_model"][0]
-        if _prop(pushed, "pushed") == 1:
-            info = {"model_name": _prop(pushed, "model_name"), "version": _prop(pushed, "pushed_version"), "path": _prop(pushed, "pushed_destination")}
-            if pusher["execution"].last_known_state == _STATE.CACHED or _prop(pushed, "already_pushed") == 1:
+        if _prop(pushed, PUSHED_KEY) == 1:
+            info = {"model_name": _prop(pushed, MODEL_NAME_KEY), "version": _prop(pushed, PUSHED_VERSION_KEY),
+                    "path": _prop(pushed, PUSHED_DESTINATION_KEY)}
+            if pusher["execution"].last_known_state == _STATE.CACHED or _prop(pushed, ALREADY_PUSHED_KEY) == 1:
                 summary["already_pushed"] = info  # nothing new was pushed this run (cached, or a rerun found its push)
             else:
                 summary["pushed"] = info
         else:
-            summary["not_pushed_reason"] = _prop(pushed, "not_pushed_reason")
+            summary["not_pushed_reason"] = _prop(pushed, NOT_PUSHED_REASON_KEY)
     return summary
 
 

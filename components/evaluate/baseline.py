@@ -14,8 +14,8 @@ from typing import Dict, List, Optional
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-BLESSED = "blessed"
-CURRENT_MODEL_ID = "current_model_id"
+from components.evaluate.keys import BLESSED_KEY as BLESSED
+from components.evaluate.keys import CURRENT_MODEL_ID_KEY as CURRENT_MODEL_ID
 
 
 class LatestBlessedOtherModelStrategy(resolver.ResolverStrategy):

@@ -20,6 +20,8 @@ from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
+from components.evaluate.keys import SPLIT_KEY, TEST_ACCURACY_KEY
+from components.evaluate.metrics import per_class_from_confusion
 from components.train.export import EXAMPLES_SIGNATURE, read_label_names
 
 
@@ -45,21 +47,13 @@ def evaluate_saved_model(model_dir: str, files: list[str], batch_size: int = 256
         labels = tf.io.parse_example(batch, {"label": tf.io.FixedLenFeature([], tf.int64)})["label"].numpy()
         preds = np.argmax(fn(examples=batch)["probabilities"].numpy(), axis=1)
         np.add.at(cm, (labels, preds), 1)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
     return {
-        "accuracy": float(tp.sum() / max(1, cm.sum())),
+        "accuracy": float(np.trace(cm) / max(1, cm.sum())),
         "num_examples": int(cm.sum()),
         "label_names": label_names,
         "confusion_matrix": cm.tolist(),
-        "per_class": [
-            {"label": label_names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-            for i in range(k)
-        ],
+        # Undefined precision/recall (never predicted / no examples) count as 0.0: a gate fails on them.
+        "per_class": per_class_from_confusion(cm.tolist(), label_names, zero_division=0.0),
     }
 
 
@@ -74,8 +68,8 @@ class Executor(base_executor.BaseExecutor):
         os.makedirs(report.uri, exist_ok=True)
         with open(os.path.join(report.uri, "metrics.json"), "w") as f:
             json.dump(result, f, indent=2)
-        report.set_float_custom_property("test_accuracy", result["accuracy"])
-        report.set_string_custom_property("split", split)
+        report.set_float_custom_property(TEST_ACCURACY_KEY, result["accuracy"])
+        report.set_string_custom_property(SPLIT_KEY, split)
 
 
 class HeldOutEvaluatorSpec(ComponentSpec):

@@ -17,13 +17,16 @@ from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
+from components.evaluate.keys import BLESSED_KEY
+from components.push.keys import (ALREADY_PUSHED_KEY, MODEL_NAME_KEY, NOT_PUSHED_REASON_KEY, PUSHED_DESTINATION_KEY,
+                                  PUSHED_KEY, PUSHED_VERSION_KEY)
 from components.push.publish import publish
 
 log = logging.getLogger("pipeline.push")
 
 
 def _blessed(artifacts) -> bool:
-    return bool(artifacts) and artifacts[0].get_int_custom_property("blessed") == 1
+    return bool(artifacts) and artifacts[0].get_int_custom_property(BLESSED_KEY) == 1
 
 
 class Executor(base_executor.BaseExecutor):
@@ -36,18 +39,18 @@ class Executor(base_executor.BaseExecutor):
         if "infra_blessing" in input_dict and not _blessed(input_dict["infra_blessing"]):
             reasons.append("infra validation did not bless the model")
         if reasons:
-            pushed.set_int_custom_property("pushed", 0)
-            pushed.set_string_custom_property("not_pushed_reason", "; ".join(reasons))
+            pushed.set_int_custom_property(PUSHED_KEY, 0)
+            pushed.set_string_custom_property(NOT_PUSHED_REASON_KEY, "; ".join(reasons))
             log.warning("not pushed: %s", "; ".join(reasons))
             return
         version, path, already = publish(
             path_utils.serving_model_path(model.uri), exec_properties["serving_base"], exec_properties["model_name"], source=model.uri
         )
-        pushed.set_int_custom_property("pushed", 1)
-        pushed.set_int_custom_property("already_pushed", int(already))
-        pushed.set_int_custom_property("pushed_version", version)
-        pushed.set_string_custom_property("pushed_destination", path)
-        pushed.set_string_custom_property("model_name", exec_properties["model_name"])
+        pushed.set_int_custom_property(PUSHED_KEY, 1)
+        pushed.set_int_custom_property(ALREADY_PUSHED_KEY, int(already))
+        pushed.set_int_custom_property(PUSHED_VERSION_KEY, version)
+        pushed.set_string_custom_property(PUSHED_DESTINATION_KEY, path)
+        pushed.set_string_custom_property(MODEL_NAME_KEY, exec_properties["model_name"])
         if already:
             log.info("not pushed again: %s version %d (%s) already holds this model", exec_properties["model_name"], version, path)
         else:

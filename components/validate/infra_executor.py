@@ -23,7 +23,6 @@ as blessed=False with the reason (including the server's last log lines).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -45,6 +44,7 @@ from tensorflow_serving.apis import (
 
 from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, LABEL_ASSET
 from components.validate import skew as skew_lib
+from components.validate.infra_config import parse_config  # the section's one schema
 from components.validate.warmup import EvalSample, predict_request, read_eval_sample, warmup_logs, write_warmup_requests
 
 log = logging.getLogger("pipeline.infra_validation")
@@ -54,32 +54,6 @@ MAX_MESSAGE_BYTES = 16 << 20  # requests here are a few KB; keep the client's li
 LOG_TAIL_LINES = 12
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _END = get_model_status_pb2.ModelVersionStatus.END
-
-DEFAULT_CONFIG = {
-    "enabled": True,
-    "make_warmup": True,
-    "timeout_seconds": 60,
-    "num_examples": 8,  # requests per signature
-    "skew_examples": 64,
-    "skew_atol": 1e-4,  # also the allowed disagreement between signatures
-    "code": "",  # a source fingerprint, only so a code change invalidates TFX's cache
-}
-
-
-def parse_config(config: dict | str) -> dict:
-    """The `infra_validation:` config section (dict or JSON) with defaults filled in."""
-    raw = json.loads(config) if isinstance(config, str) else dict(config or {})
-    unknown = sorted(set(raw) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise ValueError(f"unknown infra validation key '{unknown[0]}'. Allowed keys: {', '.join(sorted(DEFAULT_CONFIG))}")
-    cfg = {**DEFAULT_CONFIG, **raw}
-    for key in ("timeout_seconds", "num_examples", "skew_examples"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"infra validation key '{key}' has bad value {cfg[key]!r}: expected an integer >= 1")
-    if not isinstance(cfg["skew_atol"], (int, float)) or not cfg["skew_atol"] > 0:
-        raise ValueError(f"infra validation key 'skew_atol' has bad value {cfg['skew_atol']!r}: expected a number > 0")
-    return cfg
-
 
 class ModelProblem(Exception):
     """The candidate cannot be served as the contract says; the message is the reason."""

@@ -14,7 +14,7 @@ import io
 import math
 from typing import Mapping, Sequence
 
-from pipeline.report.metrics import check_confusion_matrix
+from components.evaluate.metrics import check_confusion_matrix
 
 DPI = 100
 _MAX_ANNOTATED_CLASSES = 25  # beyond this, per-cell numbers are too small to read

@@ -13,7 +13,8 @@ import logging
 import os
 from typing import Any, Callable
 
-from pipeline.report import metrics, plots
+from components.evaluate import metrics
+from pipeline.report import plots
 from pipeline.report.html import (
     Safe, badge, esc, fmt, fmt_duration, not_available, page, png_img, subsection, table,
 )
@@ -138,7 +139,8 @@ def _per_class(test: dict, base_dir: str) -> Safe:
     if test.get("per_class") is not None:
         per_class = _field(test, "per_class", list, "test")
     elif test.get("confusion_matrix") is not None:
-        per_class = metrics.per_class_from_confusion(test["confusion_matrix"], test.get("label_names"))
+        per_class = metrics.per_class_from_confusion(test["confusion_matrix"], test.get("label_names"),
+                                                    zero_division=None)  # undefined shows as n/a
         note = '<p class="sub">derived from the confusion matrix (rows: true class, columns: predicted class)</p>'
     else:
         raise Unavailable("test has neither 'per_class' nor 'confusion_matrix'")

@@ -107,6 +107,35 @@ def test_placement_paths():
         kfp_pipeline_name("_x")
 
 
+def test_build_decides_paths_and_resolver_once_for_the_target(config_path):
+    """build_pipeline(cfg, target) builds for where it runs: cloud roots stay as given (no
+    abspath turning gs:// into <cwd>/gs:/), the baseline resolver is the portable one."""
+    from components.evaluate.baseline import LatestBlessedOtherModelStrategy
+    from pipeline.build import Target, build_pipeline
+    from pipeline.config import load_config
+
+    cfg = load_config(config_path)
+    by_id = lambda p: {c.id: c for c in p.components}  # noqa: E731
+    local = by_id(build_pipeline(cfg))
+    assert local["BaselineResolver"].exec_properties["resolver_class"] is LatestBlessedOtherModelStrategy
+    assert json.loads(local["Trainer"].exec_properties["custom_config"])["checkpoint_root"] == os.path.join(
+        os.path.dirname(config_path), "runs", "checkpoints", cfg["pipeline_name"])
+
+    target = Target(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving",
+                    checkpoint_root="/gcs/bkt/tfx/checkpoints", portable_resolver=True)
+    pipeline = build_pipeline(cfg, target)
+    cloud = by_id(pipeline)
+    assert pipeline.pipeline_info.pipeline_root == "gs://bkt/tfx"
+    assert cloud["Pusher"].exec_properties["serving_base"] == "/gcs/bkt/serving"
+    assert json.loads(cloud["Trainer"].exec_properties["custom_config"])["checkpoint_root"] == (
+        "/gcs/bkt/tfx/checkpoints/" + cfg["pipeline_name"])
+    resolver = cloud["BaselineResolver"]
+    assert resolver.exec_properties["resolver_class"] is tfx.dsl.experimental.LatestBlessedModelStrategy
+    assert "candidate" not in resolver.inputs and cloud["Trainer"] not in resolver.upstream_nodes
+    assert Placement(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving").target(
+        portable_resolver=True) == target
+
+
 def _airflow_config_params() -> set:
     """Parameter names of TFX's AirflowPipelineConfig.__init__, read from source (airflow is not installed)."""
     import tfx as tfx_package
@@ -136,7 +165,7 @@ def test_airflow_dag_file(config_path, tmp_path, capsys):
     runs = os.path.join(os.path.dirname(config_path), "runs")
     assert constants["PATHS"] == {"runs_dir": runs, "data_dir": os.path.join(runs, "tensorflow_datasets"), "serving_base": os.path.join(runs, "serving")}
     calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    assert {"AirflowDagRunner", "AirflowPipelineConfig", "build_pipeline", "load_config", "retarget"} <= set(calls)
+    assert {"AirflowDagRunner", "AirflowPipelineConfig", "build_pipeline", "load_config", "Placement"} <= set(calls)
     assert {k.arg for k in calls["AirflowPipelineConfig"].keywords} <= _airflow_config_params()
     assert "'schedule_interval': '0 2 * * *'" in source.replace('"', "'") and "datetime.datetime(2026, 1, 5)" in source
 

@@ -1,7 +1,12 @@
-"""Per-class precision, recall and F1 from a confusion matrix.
+"""Per-class precision, recall and F1 from a confusion matrix: the project's one implementation
+(the held-out evaluator, `python -m pipeline validate` and the run report all use it).
 
 Convention (the same as scikit-learn's): `matrix[i][j]` counts examples whose true
-class is `i` and whose predicted class is `j`.
+class is `i` and whose predicted class is `j`. A ratio with a zero denominator (a class
+never predicted, or without examples) is `zero_division`, as in scikit-learn's
+`precision_recall_fscore_support(zero_division=...)`: 0.0 by default (sklearn's default
+value; gates then treat an undefined class as failing, never as passing), None where a
+reader should see "undefined" (the report shows n/a); F1 is then undefined too.
 
     per_class_from_confusion([[5, 1], [2, 4]], ["cat", "dog"])[0]
     # -> {"label": "cat", "precision": 0.714..., "recall": 0.833..., "f1": 0.769..., "support": 6}
@@ -37,12 +42,13 @@ def check_confusion_matrix(matrix, label_names: Sequence[str] | None) -> tuple[l
     return rows, names
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None  # undefined (no predictions / no examples) -> None, shown as n/a
+def _ratio(num: float, den: float, zero_division: float | None = None) -> float | None:
+    return num / den if den else zero_division
 
 
-def per_class_from_confusion(matrix, label_names: Sequence[str] | None = None) -> list[dict]:
-    """One `{label, precision, recall, f1, support}` dict per class; undefined ratios are None."""
+def per_class_from_confusion(matrix, label_names: Sequence[str] | None = None,
+                             zero_division: float | None = 0.0) -> list[dict]:
+    """One `{label, precision, recall, f1, support}` dict per class; undefined ratios are `zero_division`."""
     rows, names = check_confusion_matrix(matrix, label_names)
     k = len(rows)
     result = []
@@ -50,8 +56,8 @@ def per_class_from_confusion(matrix, label_names: Sequence[str] | None = None) -
         true_positive = rows[c][c]
         predicted = sum(rows[r][c] for r in range(k))
         support = sum(rows[c])
-        precision = _ratio(true_positive, predicted)
-        recall = _ratio(true_positive, support)
+        precision = _ratio(true_positive, predicted, zero_division)
+        recall = _ratio(true_positive, support, zero_division)
         if precision is None or recall is None:
             f1 = None
         else:
