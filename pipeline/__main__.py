@@ -126,6 +126,7 @@ COMMANDS = {
     "validate": _lazy("pipeline.validate_cmd"),
     "lineage": _lazy("pipeline.lineage"),
     "compile": _lazy("pipeline.compile"),
+    "train-workers": _lazy("pipeline.train_workers"),
 }
 
 
