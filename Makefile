@@ -44,15 +44,18 @@ clean-runs:
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_VERSION ?= 2.11.2
 AIRFLOW_HOME_DIR := $(CURDIR)/runs/airflow-check
+# Airflow 2.x's flask-limiter needs rich<14; the stack pins rich 15 (keras accepts any rich).
+AIRFLOW_RICH := rich==13.9.4
 AF := AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(AIRFLOW_HOME_DIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300
 
 airflow-check:
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
-	$(AIRFLOW_VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.txt apache-airflow==$(AIRFLOW_VERSION)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	mkdir -p $(AIRFLOW_HOME_DIR)/dags
+	sed 's/^rich==.*/$(AIRFLOW_RICH)/' requirements.txt > $(AIRFLOW_HOME_DIR)/requirements.txt
+	$(AIRFLOW_VENV)/bin/python -m pip install --disable-pip-version-check -r $(AIRFLOW_HOME_DIR)/requirements.txt apache-airflow==$(AIRFLOW_VERSION)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(AF) $(AIRFLOW_VENV)/bin/python -m pipeline compile --config $(CONFIG) --target airflow --output $(AIRFLOW_HOME_DIR)/dags/pipeline_dag.py
 	$(AF) $(AIRFLOW_VENV)/bin/airflow db migrate
 	$(AF) $(AIRFLOW_VENV)/bin/airflow dags list-import-errors

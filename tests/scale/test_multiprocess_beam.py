@@ -45,36 +45,33 @@ def _sdk_workers_under(root_pid: int) -> set[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def multiproc_run(tmp_path_factory, pipeline_runs):
-    tmp = tmp_path_factory.mktemp("multiproc")
+def run_multiproc(tmp, ref_cfg: dict) -> dict:
+    """The preset through the CLI in `tmp`, with the reference run's epochs; watches for SDK workers."""
     with open(PRESET) as f:
         cfg = yaml.safe_load(f)
-    ref = pipeline_runs["cfg"]
     cfg["runs_dir"] = str(tmp / "runs")
-    cfg["train"].update(epochs=ref["train"]["epochs"], checkpoint_every_steps=ref["train"]["checkpoint_every_steps"])
+    cfg["train"].update(epochs=ref_cfg["train"]["epochs"], checkpoint_every_steps=ref_cfg["train"]["checkpoint_every_steps"])
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    summary_path = tmp / "summary.json"
+    summary_path, log_path = tmp / "summary.json", tmp / "run.log"
     started = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--config", str(config), "--summary-json", str(summary_path)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--config", str(config), "--summary-json", str(summary_path)],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     workers: set[int] = set()
-    log_chunks = []
-    os.set_blocking(proc.stdout.fileno(), False)
-    while proc.poll() is None and time.time() - started < 1500:
+    while proc.poll() is None and time.time() - started < 1800:
         workers |= _sdk_workers_under(proc.pid)
-        chunk = proc.stdout.read()
-        if chunk:
-            log_chunks.append(chunk)
         time.sleep(0.5)
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    os.set_blocking(proc.stdout.fileno(), True)
-    log_chunks.append(proc.stdout.read() or "")
-    return {"cfg": cfg, "code": proc.returncode, "log": "".join(log_chunks), "workers": workers, "secs": time.time() - started,
-            "summary": json.loads(summary_path.read_text()) if summary_path.exists() else None}
+    return {"cfg": cfg, "code": proc.returncode, "log": log_path.read_text(errors="replace"), "workers": workers,
+            "secs": time.time() - started, "summary": json.loads(summary_path.read_text()) if summary_path.exists() else None}
+
+
+@pytest.fixture(scope="module")
+def multiproc_run(tmp_path_factory, pipeline_runs):
+    return run_multiproc(tmp_path_factory.mktemp("multiproc"), pipeline_runs["cfg"])
 
 
 def test_runs_blesses_and_pushes_with_two_beam_worker_processes(multiproc_run):
