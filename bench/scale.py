@@ -98,10 +98,14 @@ def main() -> int:
               "note": "2 cores shared with other work: these show correctness and overhead, not speed-up", "beam": {}, "train": {}}
     with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
         base = yaml.safe_load(f)
-    configs = {}
-    for workers, beam_args in BEAM.items():
+    def save():  # after every step: a cut-short run still leaves its numbers
+        os.makedirs(os.path.dirname(args.output), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+
+    def beam_run(workers: int) -> str:
         cfg = json.loads(json.dumps(base))
-        cfg.update(pipeline_name=f"scale_beam{workers}", runs_dir=os.path.join(args.workdir, f"runs_beam{workers}"), beam_args=beam_args)
+        cfg.update(pipeline_name=f"scale_beam{workers}", runs_dir=os.path.join(args.workdir, f"runs_beam{workers}"), beam_args=BEAM[workers])
         cfg["data"] = {"source": "image_folder", "root": root, "image_shape": [32, 32, 3],
                        "splits": {"train": "train", "eval": "validation", "test": "test"}}
         cfg["train"].update(epochs=args.epochs)
@@ -110,14 +114,15 @@ def main() -> int:
         path = os.path.join(args.workdir, f"beam{workers}.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f)
-        configs[workers] = (path, cfg)
         step = timed([sys.executable, "-m", "pipeline", "run", "--config", path, "--quiet"],
                      os.path.join(args.workdir, f"beam{workers}.log"), args.timeout)
         step["components_s"] = component_seconds(cfg["runs_dir"], cfg["pipeline_name"]) if step["exit_code"] in (0, 3) else {}
         result["beam"][str(workers)] = step
+        save()
         print(f"beam workers={workers}: {step['wall_s']} s, exit {step['exit_code']}, components {step['components_s']}", flush=True)
-    path, cfg = configs[1]
-    for workers in (1, 2):
+        return path
+
+    def train_run(path: str, workers: int) -> None:
         out = os.path.join(args.workdir, f"train_workers{workers}")
         step = timed([sys.executable, "-m", "pipeline", "train-workers", "--config", path, "--workers", str(workers),
                       "--output", out, "--max-restarts", "0", "--timeout", str(args.timeout)],
@@ -128,10 +133,14 @@ def main() -> int:
                 s = json.load(f)
             step.update({k: s[k] for k in ("strategy", "total_steps", "batch_size", "steps_per_epoch")})
         result["train"][str(workers)] = step
+        save()
         print(f"training workers={workers}: {step['wall_s']} s, exit {step['exit_code']}", flush=True)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(result, f, indent=2)
+
+    # The training comparison first (it needs only the first run's Transform output).
+    path = beam_run(1)
+    train_run(path, 1)
+    train_run(path, 2)
+    beam_run(2)
     print(f"wrote {args.output}")
     return 0
 
