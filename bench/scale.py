@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as a script: `pipeline` is imported from the repo
 SPLITS = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
 BEAM = {1: ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
         2: ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]}
@@ -88,6 +89,7 @@ def main() -> int:
     ap.add_argument("--workdir", default=os.path.join(REPO, "runs", "bench_scale"))
     ap.add_argument("--output", default=os.path.join(REPO, "bench", "results", "scale.json"))
     ap.add_argument("--timeout", type=float, default=7200, help="seconds per step")
+    ap.add_argument("--resume", action="store_true", help="keep the steps already in --output and run the others")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     root = os.path.join(args.workdir, f"images_{args.images}")
@@ -98,12 +100,20 @@ def main() -> int:
               "note": "2 cores shared with other work: these show correctness and overhead, not speed-up", "beam": {}, "train": {}}
     with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
         base = yaml.safe_load(f)
+    if args.resume and os.path.exists(args.output):
+        with open(args.output) as f:
+            done = json.load(f)
+        result["beam"], result["train"] = done.get("beam", {}), done.get("train", {})
+
     def save():  # after every step: a cut-short run still leaves its numbers
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
         with open(args.output, "w") as f:
             json.dump(result, f, indent=2)
 
     def beam_run(workers: int) -> str:
+        path = os.path.join(args.workdir, f"beam{workers}.yaml")
+        if str(workers) in result["beam"]:
+            return path
         cfg = json.loads(json.dumps(base))
         cfg.update(pipeline_name=f"scale_beam{workers}", runs_dir=os.path.join(args.workdir, f"runs_beam{workers}"), beam_args=BEAM[workers])
         cfg["data"] = {"source": "image_folder", "root": root, "image_shape": [32, 32, 3],
@@ -123,6 +133,8 @@ def main() -> int:
         return path
 
     def train_run(path: str, workers: int) -> None:
+        if str(workers) in result["train"]:
+            return
         out = os.path.join(args.workdir, f"train_workers{workers}")
         step = timed([sys.executable, "-m", "pipeline", "train-workers", "--config", path, "--workers", str(workers),
                       "--output", out, "--max-restarts", "0", "--timeout", str(args.timeout)],
