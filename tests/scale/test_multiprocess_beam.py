@@ -36,7 +36,7 @@ def _sdk_workers_under(root_pid: int) -> set[int]:
                 continue
     found = set()
     for pid, cmd in cmds.items():
-        if "apache_beam.runners.worker.sdk_worker_main" in cmd:
+        if "apache_beam.runners.worker.sdk_worker_main" in cmd and not cmd.startswith("/bin/sh"):  # not Beam's shell wrapper
             p, seen = pid, 0
             while p in parents and p != root_pid and seen < 50:
                 p, seen = parents[p], seen + 1
