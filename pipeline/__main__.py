@@ -128,6 +128,7 @@ COMMANDS = {
     "lineage": _lazy("pipeline.lineage"),
     "compile": _lazy("pipeline.compile"),
     "monitor": _lazy("pipeline.monitor"),
+    "train-workers": _lazy("pipeline.train_workers"),
 }
 
 

@@ -207,5 +207,15 @@ def build_pipeline(cfg: dict, target: Target = LOCAL):
         components=components,
         enable_cache=cfg["enable_cache"],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(p["metadata"]),
-        beam_pipeline_args=list(cfg["beam_args"]),
+        beam_pipeline_args=beam_args(cfg["beam_args"]),
     )
+
+
+# Beam workers in other processes (multi_processing, Dataflow, Flink, Spark) unpickle TFDV
+# code first; this plugin imports the TFX stack in the order it needs before any bundle runs.
+BEAM_PLUGIN = "pipeline.tfx_compat"
+
+
+def beam_args(args: list[str]) -> list[str]:
+    """The config's Beam arguments plus `--beam_plugin=pipeline.tfx_compat`."""
+    return list(args) + [f"--beam_plugin={BEAM_PLUGIN}"]

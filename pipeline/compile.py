@@ -146,6 +146,11 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
     check_kfp_artifact_types(pipeline)
     runner = runner_class(config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image))
     job = runner.run(pipeline, write_out=False)
+    from pipeline.kfp_check import check_kfp_job
+
+    problems = check_kfp_job(job, image)  # the KFP SDK's loaders + every task's image, command, inputs
+    if problems:
+        raise CompileError("the compiled Kubeflow V2 job does not resolve: " + "; ".join(problems))
     _atomic_write(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
     return job
 

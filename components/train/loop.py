@@ -64,21 +64,32 @@ def fit_resumable(
     steps_per_epoch: int,
     checkpoint_dir: str,
     checkpoint_every: int,
+    restore_dir: str | None = None,
     validation_steps: int | None = None,
     callbacks: list | None = None,
     verbose: int | str = "auto",
 ) -> FitResult:
-    """Train `epochs * steps_per_epoch` steps in total, resuming from `checkpoint_dir`."""
-    model.optimizer.build(model.trainable_variables)  # slots exist before a restore
+    """Train `epochs * steps_per_epoch` steps in total, resuming from `restore_dir`.
+
+    `restore_dir` defaults to `checkpoint_dir`. A non-chief worker of a multi-worker run
+    saves into its own throwaway `checkpoint_dir` but restores from the chief's, so that
+    every worker restarts from the same step and weights.
+    """
+    restore_dir = restore_dir or checkpoint_dir
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _allow_keras3_multi_worker_fit(model, train_ds)
+    if not model.optimizer.built:  # slots exist before a restore (a distributed caller builds in its scope)
+        model.optimizer.build(model.trainable_variables)
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
+    latest = tf.train.latest_checkpoint(restore_dir)
     result = FitResult()
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
+    if latest:
+        ckpt.restore(latest).expect_partial()
         result.resumed_from_step = int(model.optimizer.iterations.numpy())
-        log.warning("resuming training from checkpoint step %d (%s)", result.resumed_from_step, manager.latest_checkpoint)
+        log.warning("resuming training from checkpoint step %d (%s)", result.resumed_from_step, latest)
         print(f"[train] resuming from checkpoint at step {result.resumed_from_step}", flush=True)
-    history: dict[str, list] = _load_partial_history(checkpoint_dir) if result.resumed_from_step else {}
+    history: dict[str, list] = _load_partial_history(restore_dir) if result.resumed_from_step else {}
     callbacks = list(callbacks or []) + [_StepCheckpoint(manager, checkpoint_every), _EpochHistory(checkpoint_dir, history)]
     log.info("checkpoints every %d steps in %s", checkpoint_every, checkpoint_dir)
 
@@ -102,6 +113,27 @@ def fit_resumable(
         result.stopped_early = bool(getattr(model, "stop_training", False)) and step < total
     result.history, result.final_step = history, step
     return result
+
+
+def _allow_keras3_multi_worker_fit(model: keras.Model, train_ds: tf.data.Dataset) -> None:
+    """Keras 3 `fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585, open):
+
+    1. before the first step it reduces a distributed *data batch* with a cross-worker
+       MEAN just to learn its shapes ("Attempt to convert a value (PerReplica ...)");
+       we build the model, loss and metrics from the dataset's element_spec instead;
+    2. it reduces each step's logs with `strategy.reduce("MEAN", v, axis=0)`, which fails
+       on scalars ("Invalid reduction dimension 0"). Those logs are Keras metric results,
+       whose state variables are already summed across workers, so each worker's local
+       value is the global one: Keras' single-worker reduction path is correct here.
+    Gradients are still all-reduced by the optimizer (identical weights on every worker
+    are checked by tests/scale/test_train_workers.py).
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=train_ds.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    keras_tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
 
 
 def _history_path(checkpoint_dir: str) -> str:

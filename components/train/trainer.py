@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 
@@ -66,7 +67,11 @@ def _dataset(fn_args, files, tf_transform_output, batch_size: int, *, shuffle: b
         if shuffle:
             ds = ds.shuffle(cache_examples, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
-    return ds
+    # Multi-worker: shard by element, not by file. Transform often writes one file per split,
+    # and FILE sharding fails with fewer files than workers. Each worker reads the whole split.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def count_records(file_patterns) -> int:
@@ -79,7 +84,11 @@ def count_records(file_patterns) -> int:
 
 def is_chief(strategy) -> bool:
     """Multi-worker training: only the chief writes to the real output paths."""
-    resolver = getattr(strategy, "cluster_resolver", None)
+    return is_chief_task(getattr(strategy, "cluster_resolver", None))
+
+
+def is_chief_task(resolver) -> bool:
+    """The task named "chief", else worker 0 when the cluster has no chief; a single process is chief."""
     if resolver is None or not resolver.task_type:
         return True
     if resolver.task_type == "chief":
@@ -88,9 +97,22 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def task_name(strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return f"{resolver.task_type}:{resolver.task_id}" if resolver is not None and resolver.task_type else "local:0"
+
+
 def worker_paths(chief: bool, *paths: str) -> list[str]:
     """Non-chief workers still take part in saving (collective ops) but into throwaway dirs."""
     return list(paths) if chief else [tempfile.mkdtemp(prefix="worker-") for _ in paths]
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of all weights: equal on every worker of a synchronous (all-reduce) run."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
 def checkpoint_key(fn_args, cfg: dict) -> str:
@@ -161,18 +183,21 @@ def run_fn(fn_args) -> None:
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=train_cfg["jit_compile"],
         )
+        optimizer.build(model.trainable_variables)  # slot variables belong to the strategy's scope
 
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "tensorboard"), profile_batch=0)]
     if train_cfg["early_stopping_patience"]:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_cfg["early_stopping_patience"], restore_best_weights=True)
         )
-    ckpt_dir = os.path.join(cfg["checkpoint_root"], checkpoint_key(fn_args, cfg))
-    (ckpt_dir,) = worker_paths(chief, ckpt_dir)
+    # Every worker restores from the chief's checkpoints (shared storage) and saves its own
+    # share of each checkpoint into a throwaway directory, as TensorFlow's multi-worker guide asks.
+    shared_ckpt_dir = os.path.join(cfg["checkpoint_root"], checkpoint_key(fn_args, cfg))
+    (ckpt_dir,) = worker_paths(chief, shared_ckpt_dir)
     result = fit_resumable(
         model, train_ds, val_ds,
         epochs=train_cfg["epochs"], steps_per_epoch=steps_per_epoch,
-        checkpoint_dir=ckpt_dir, checkpoint_every=train_cfg["checkpoint_every_steps"],
+        checkpoint_dir=ckpt_dir, restore_dir=shared_ckpt_dir, checkpoint_every=train_cfg["checkpoint_every_steps"],
         callbacks=callbacks, verbose=_keras_verbosity(),
     )
 
@@ -191,10 +216,16 @@ def run_fn(fn_args) -> None:
         "epochs": train_cfg["epochs"], "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "final_step": result.final_step, "resumed_from_step": result.resumed_from_step,
         "stopped_early": result.stopped_early, "train_examples": n_train, "batch_size": batch_size,
+        "task": task_name(strategy), "weights_sha256": weights_digest(model),
     }
     _write_json(os.path.join(model_run_dir, "history.json"), result.history)
     _write_json(os.path.join(model_run_dir, "train_summary.json"), summary)
     clear_checkpoints(ckpt_dir)
+    if not chief:
+        for throwaway in (model_run_dir, serving_model_dir):
+            shutil.rmtree(throwaway, ignore_errors=True)
+    if summary["task"] != "local:0":  # one line per worker, compared by `python -m pipeline train-workers`
+        print(f"[train] task {summary['task']} final step {result.final_step} weights sha256 {summary['weights_sha256']}", flush=True)
     keras.mixed_precision.set_global_policy("float32")  # components share this process
 
 
