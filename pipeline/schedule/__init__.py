@@ -29,12 +29,12 @@ from pipeline.schedule.cron import (VALID_CRON_EXAMPLE, CronSchedule, InvalidCro
                                     cron_fire_times, parse_cron)
 from pipeline.schedule.emit import crontab_line, systemd_units
 from pipeline.schedule.loop import (DEFAULT_GRACE_SECONDS, DEFAULT_RUNS_DIR, EXIT_NOT_STARTED, EXIT_SKIPPED,
-                                    KILL_AFTER_SECONDS, REPO_DIR, Scheduler, pipeline_name_for)
+                                    KILL_AFTER_SECONDS, REPO_DIR, MonitorSchedule, Scheduler, pipeline_name_for)
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS", "DEFAULT_LOCK_DIR", "DEFAULT_RUNS_DIR", "EXIT_NOT_STARTED", "EXIT_SKIPPED",
     "EXIT_USAGE", "KILL_AFTER_SECONDS", "LOCK_FD_ENV", "REPO_DIR", "VALID_CRON_EXAMPLE", "CronSchedule",
-    "HeldLock", "InvalidCronError", "InvalidPipelineName", "PipelineLocked", "ScheduleError", "Scheduler",
+    "HeldLock", "InvalidCronError", "InvalidPipelineName", "PipelineLocked", "MonitorSchedule", "ScheduleError", "Scheduler",
     "cli", "cron_fire_times", "cron_to_on_calendar", "crontab_line", "parse_cron", "pipeline_lock",
     "pipeline_name_for", "systemd_units", "validate_pipeline_name",
 ]

@@ -12,7 +12,7 @@ from typing import Iterator
 from pipeline.lock import DEFAULT_LOCK_DIR
 from pipeline.schedule.cron import ScheduleError, cron_fire_times
 from pipeline.schedule.emit import crontab_line, systemd_units
-from pipeline.schedule.loop import DEFAULT_GRACE_SECONDS, DEFAULT_RUNS_DIR, Scheduler
+from pipeline.schedule.loop import DEFAULT_GRACE_SECONDS, DEFAULT_RUNS_DIR, MonitorSchedule, Scheduler
 
 EXIT_USAGE = 2
 
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-now", action="store_true", help="also trigger one run at start-up")
     # For tests: a fast fake job instead of `python -m pipeline run`; {config} and
     # {summary_json} are filled in.
+    parser.add_argument("--monitor-cron", help='also run `pipeline monitor` on this cron, e.g. "0 * * * *" (needs --request-log)')
+    parser.add_argument("--request-log", help="the server's request-log directory (--request_log_dir) the monitor reads")
+    parser.add_argument("--retrain-on-drift", action="store_true",
+                        help="when the monitor finds drift, start a pipeline run (skipped while one holds the lock)")
+    parser.add_argument("--monitor-since", help="the monitor's --since window, e.g. 1d")
     parser.add_argument("--command", help=argparse.SUPPRESS)
     return parser
 
@@ -56,12 +61,20 @@ def cli(argv: list[str]) -> int:
             if not args.cron:
                 raise ScheduleError(f"--emit {args.emit} needs --cron, e.g. --cron \"0 2 * * *\"")
             return _emit(args, command)
-        if not args.once and not args.cron:
+        if bool(args.monitor_cron) != bool(args.request_log):
+            raise ScheduleError("--monitor-cron and --request-log go together (when to check, and which request log)")
+        if args.once and args.monitor_cron:
+            raise ScheduleError("--once runs the pipeline once; for one drift check run `python -m pipeline monitor`")
+        if args.retrain_on_drift and not args.monitor_cron:
+            raise ScheduleError("--retrain-on-drift needs --monitor-cron and --request-log")
+        monitor = MonitorSchedule(args.request_log, args.monitor_cron, args.retrain_on_drift, args.monitor_since) \
+            if args.monitor_cron else None
+        if not args.once and not args.cron and monitor is None:
             raise ScheduleError('pass --cron "0 2 * * *" (or --once for a single run now)')
         fire_times = _now_then(cron_fire_times(args.cron)) if args.run_now and not args.once else None
         scheduler = Scheduler(args.config, args.cron, lock_dir=args.lock_dir, runs_dir=args.runs_dir,
                               log_file=args.log_file, grace_seconds=args.grace_seconds, command=command,
-                              fire_times=fire_times)
+                              fire_times=fire_times, monitor=monitor)
         return scheduler.run_once() if args.once else scheduler.serve()
     except ScheduleError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from pipeline.lock import (DEFAULT_LOCK_DIR, LOCK_FD_ENV, HeldLock, InvalidPipelineName, PipelineLocked,
                            pipeline_lock, validate_pipeline_name, write_holder_pid)
@@ -65,6 +65,28 @@ class _ActiveRun:
     terminated: bool = False
 
 
+@dataclasses.dataclass
+class MonitorSchedule:
+    """Scheduled drift checks (`--monitor-cron`): `python -m pipeline monitor` on its own cron;
+    on drift with `retrain_on_drift`, the scheduler's own trigger starts a run (same lock).
+
+    `fire_times` replaces the cron (tests); `command` replaces the monitor command (tests)."""
+
+    request_log: str
+    cron: str | None = None
+    retrain_on_drift: bool = False
+    since: str | None = None
+    fire_times: Iterable[float] | None = None
+    command: Sequence[str] | None = None
+
+    def fire_times_from(self, clock: Callable[[], float]) -> Iterator[float]:
+        if self.fire_times is not None:
+            return iter(self.fire_times)
+        if self.cron is None:
+            raise ScheduleError('--request-log needs --monitor-cron "0 * * * *" (when to check for drift)')
+        return cron_fire_times(self.cron, clock)
+
+
 class Scheduler:
     """Triggers pipeline runs on a cron schedule, one at a time per pipeline.
 
@@ -100,6 +122,7 @@ class Scheduler:
         fire_times: Iterable[float] | None = None,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 0.2,
+        monitor: MonitorSchedule | None = None,
     ):
         self.config = Path(config)
         self.pipeline = pipeline_name_for(config)
@@ -116,6 +139,9 @@ class Scheduler:
         self._fire_times = fire_times
         self._clock = clock
         self._poll_seconds = poll_seconds
+        self.monitor = monitor
+        if monitor is not None and monitor.cron is not None:
+            parse_cron(monitor.cron)
         self._active: _ActiveRun | None = None
         self._stop_reason: str | None = None
         self._force_stop = False
@@ -125,25 +151,31 @@ class Scheduler:
 
     def serve(self) -> int:
         """Triggers runs until SIGTERM/SIGINT (or the last injected fire time); returns 0."""
-        if self._fire_times is None and self.cron is None:
+        if self._fire_times is None and self.cron is None and self.monitor is None:
             raise ScheduleError('a cron expression is needed to serve: pass --cron "0 2 * * *"')
         fire_times = iter(self._fire_times if self._fire_times is not None
-                          else cron_fire_times(self.cron, self._clock))
+                          else cron_fire_times(self.cron, self._clock) if self.cron is not None else ())
+        monitor_times = self.monitor.fire_times_from(self._clock) if self.monitor else iter(())
         with self._stop_on_signals():
             next_fire = next(fire_times, None)
+            next_monitor = next(monitor_times, None)
             self._log("scheduler_start", cron=self.cron, pid=os.getpid(), next_fire=_iso(next_fire),
                       human=f"scheduler started (pid {os.getpid()}, cron {self.cron!r}, "
                             f"next run {_iso(next_fire)})")
             while self._stop_reason is None:
                 self._reap()
-                if next_fire is None and self._active is None:
+                if next_fire is None and next_monitor is None and self._active is None:
                     self._stop_reason = "no more fire times"
                 elif next_fire is not None and self._clock() >= next_fire:
                     self._trigger(next_fire)
                     next_fire = next(fire_times, None)
+                elif next_monitor is not None and self._clock() >= next_monitor:
+                    self._monitor_tick(next_monitor)
+                    next_monitor = next(monitor_times, None)
                 else:
                     # Wake at least every second: a wall-clock jump (suspend, NTP) is noticed soon.
-                    wait = 1.0 if next_fire is None else min(next_fire - self._clock(), 1.0)
+                    upcoming = [t for t in (next_fire, next_monitor) if t is not None]
+                    wait = 1.0 if not upcoming else min(min(upcoming) - self._clock(), 1.0)
                     self._sleep(self._poll_seconds if self._active else wait)
             self._finish_active_run()
             self._log("scheduler_stop", reason=self._stop_reason, runs=self._runs,
@@ -173,6 +205,16 @@ class Scheduler:
         self._stop_reason = reason
 
     # ----- one run
+
+    def _monitor_tick(self, fire_time: float) -> None:
+        from pipeline.monitor.schedule_hook import monitor_tick  # the monitor loads TFDV: only when scheduled
+
+        stamp = dt.datetime.fromtimestamp(fire_time, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        outcome = monitor_tick(self.config, self.monitor.request_log, retrain_on_drift=self.monitor.retrain_on_drift,
+                               start_run=lambda: self._trigger(self._clock()), since=self.monitor.since,
+                               report_dir=self.run_dir / "monitor" / stamp, command=self.monitor.command)
+        self._log("monitor", fire_time=_iso(fire_time), **outcome.to_log(),
+                  human=f"monitor: {outcome.status}, retrain {outcome.retrain}")
 
     def _trigger(self, fire_time: float) -> bool:
         """Starts a run unless one is going; returns False if the trigger was skipped."""

@@ -93,3 +93,32 @@ def test_a_hung_monitor_times_out(setup):
                            report_dir=setup["tmp"] / "report", timeout_seconds=1.0,
                            command=[sys.executable, str(setup["fake"]), "1", "--sleep", "20"])
     assert (outcome.exit_code, outcome.status, outcome.retrain) == (None, "timeout", "none")
+
+
+@pytest.mark.parametrize("code, runs", [(1, 1), (0, 0)])
+def test_the_scheduler_runs_the_monitor_on_its_own_cron_and_retrains_on_drift(setup, code, runs):
+    """`python -m pipeline schedule --monitor-cron ... --request-log ... --retrain-on-drift`:
+    a monitor tick that finds drift starts one pipeline run through the scheduler's lock."""
+    import time
+
+    from pipeline.schedule import MonitorSchedule
+
+    tmp = setup["tmp"]
+    monitor = MonitorSchedule(str(tmp / "log"), retrain_on_drift=True, fire_times=[time.time()],
+                              command=[sys.executable, str(setup["fake"]), str(code)])
+    scheduler = Scheduler(setup["config"], lock_dir=tmp / "locks", runs_dir=tmp / "runs", monitor=monitor,
+                          command=[sys.executable, "-c", f"open({str(setup['marker'])!r}, 'a').write('run\\n')"])
+    assert scheduler.serve() == 0
+    events = [json.loads(line) for line in scheduler.log_file.read_text().splitlines()]
+    ticks = [e for e in events if e["event"] == "monitor"]
+    assert len(ticks) == 1 and ticks[0]["status"] == ("drift" if code else "no_drift")
+    assert ticks[0]["retrain"] == ("started" if code else "none")
+    assert _runs(setup) == runs
+    assert [e["event"] for e in events].count("run") == runs
+
+
+def test_schedule_cli_refuses_a_monitor_cron_without_a_request_log(setup, capsys):
+    from pipeline.schedule import cli
+
+    assert cli(["--config", str(setup["config"]), "--monitor-cron", "0 * * * *"]) == 2
+    assert "--monitor-cron and --request-log go together" in capsys.readouterr().err
