@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 from bench.serving import MODELS, export_models, start_server, write_config  # noqa: E402
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
 
 MODEL = "digits_cnn"
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     process, _, rest_port = start_server(config, batching=False, batching_file="")
     try:
         image = [[[int((r * 8 + c) % 256)] for c in range(MODELS[MODEL][1])] for r in range(MODELS[MODEL][0])]
-        body = json.dumps({"signature_name": "serving_images", "instances": [image]}).encode()
+        body = json.dumps({"signature_name": IMAGES_SIGNATURE, "instances": [image]}).encode()
         _time(rest_port, body, 20, keep_alive=True)  # warm-up
         result = {
             "requests": args.requests,

@@ -45,6 +45,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
+
 RESULTS = os.path.join(REPO, "bench", "results", "serving.json")
 DOC = os.path.join(REPO, "docs", "bench-serving.md")
 MODELS = {"digits_cnn": (8, 8, 1), "resnet20": (32, 32, 3)}
@@ -112,8 +114,8 @@ def _in_process_worker(version_dir: str, shape: tuple, seconds: float, threads: 
         tf.config.threading.set_inter_op_parallelism_threads(threads[1])
     from serving.server.servable import LoadedVersion
 
-    function = tf.saved_model.load(version_dir).signatures["serving_images"]
-    signature = LoadedVersion.load("bench", 1, version_dir).signature("serving_images")
+    function = tf.saved_model.load(version_dir).signatures[IMAGES_SIGNATURE]
+    signature = LoadedVersion.load("bench", 1, version_dir).signature(IMAGES_SIGNATURE)
     rng = np.random.default_rng(0)
     result = {}
     for path in ("signature_call", "server_call_path"):
@@ -299,7 +301,7 @@ def one_image_request(model: str, shape: tuple) -> bytes:
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = "serving_images"
+    request.model_spec.signature_name = IMAGES_SIGNATURE
     image = np.random.default_rng(1).integers(0, 256, (1, *shape), dtype=np.uint8)
     request.inputs["images"].CopyFrom(to_tensor_proto(image))
     return request.SerializeToString()

@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from components.optimize.environment import detect_accelerators  # noqa: E402
 from components.train.export import export_serving_model  # noqa: E402
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -117,7 +118,7 @@ def main() -> int:
         saved_model = export_serving_model(digits_cnn(images, labels), os.path.join(tmp, "model"), image_shape=IMAGE_SHAPE, label_names=[str(d) for d in range(10)])
         from components.optimize.parity import check_parity, saved_model_predictor
 
-        original, _ = saved_model_predictor(saved_model, "serving_images")
+        original, _ = saved_model_predictor(saved_model, IMAGES_SIGNATURE)
         baseline = "TF SavedModel serving_images (as TF Serving runs it)"
         engines = {baseline: original}
 
@@ -157,8 +158,8 @@ def optimized_engine(saved_model: str, images: np.ndarray, accelerators, tmp: st
         from components.optimize.trt import convert_with_tf_trt
 
         serialized = np.array([b""] * len(images), dtype=object)  # only serving_images is timed
-        out = convert_with_tf_trt(saved_model, os.path.join(tmp, "trt"), precision="FP16", batch_sizes=(1, 256), eval_inputs=EvalInputs(serialized, images), calibration_examples=1, signatures=("serving_images",))
-        return saved_model_predictor(out, "serving_images")[0], "TF-TRT FP16 serving_images"
+        out = convert_with_tf_trt(saved_model, os.path.join(tmp, "trt"), precision="FP16", batch_sizes=(1, 256), eval_inputs=EvalInputs(serialized, images), calibration_examples=1, signatures=(IMAGES_SIGNATURE,))
+        return saved_model_predictor(out, IMAGES_SIGNATURE)[0], "TF-TRT FP16 serving_images"
     from components.optimize.onnx_export import build_tensorrt_engine, export_onnx, tensorrt_predictor
 
     plan = build_tensorrt_engine(export_onnx(saved_model), precision="FP16", batch_sizes=(1, 256), image_shape=IMAGE_SHAPE)

@@ -13,7 +13,7 @@ import glob
 import hashlib
 import os
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 
 from components.evaluate.baseline import LatestBlessedOtherModelStrategy
 from components.evaluate.eval_config import build_eval_config

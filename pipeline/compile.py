@@ -33,8 +33,9 @@ import json
 import os
 import re
 import sys
-import tempfile
 import warnings
+
+from serving.atomic import atomic_write_text
 
 TARGETS = ("kubeflow-v2", "airflow")
 # A placeholder on purpose: the image is built from this repo (Dockerfile at the root).
@@ -128,7 +129,7 @@ def portable_baseline(pipeline):
     only by excluding the current candidate (which keeps local re-runs cached), so the
     Evaluator still compares against the latest blessed model.
     """
-    from pipeline.tfx_compat import tfx
+    from components.tfx_compat import tfx
     from tfx.types import standard_artifacts
 
     from components.evaluate.baseline import LatestBlessedOtherModelStrategy
@@ -189,7 +190,7 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
                                   placement=Placement(pipeline_root="gs://b/tfx"))
         job["pipelineSpec"]["root"]["dag"]["tasks"].keys()
     """
-    from pipeline.tfx_compat import tfx
+    from components.tfx_compat import tfx
 
     runner_class = getattr(tfx.orchestration.experimental, "KubeflowV2DagRunner", None)
     if runner_class is None:  # tfx defines it only when kfp imports
@@ -205,7 +206,7 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
         # the registry only matters for Cond/ForEach blocks, which this pipeline has none of.
         warnings.filterwarnings("ignore", message="Component .* is not found from the registry")
         job = runner.run(pipeline, write_out=False)
-    _atomic_write(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
     return job
 
 
@@ -231,7 +232,7 @@ PLACEMENT = {placement!r}
 if REPO_DIR not in sys.path:
     sys.path.insert(0, REPO_DIR)
 
-from pipeline.tfx_compat import tfx  # noqa: E402,F401  (TFX before TFDV; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: E402,F401  (TFX before TFDV; see components/tfx_compat.py)
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
 
 from pipeline.build import build_pipeline  # noqa: E402
@@ -285,23 +286,10 @@ def write_airflow_dag(cfg: dict, config_path: str, output: str, **options) -> st
         raise CompileError(f"--output {output!r}: Airflow loads DAGs only from .py files; name it e.g. {cfg['pipeline_name']}_dag.py")
     source = airflow_dag_source(cfg, config_path, **options)
     ast.parse(source, filename=output)  # a template bug must not reach the Airflow scheduler
-    _atomic_write(output, source)
+    atomic_write_text(output, source)
     return source
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- CLI

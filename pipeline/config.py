@@ -12,12 +12,11 @@ import copy
 import hashlib
 import math
 import os
-import re
 from typing import Any
 
 import yaml
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+from serving.layout import MODEL_NAME_PATTERN as NAME_RE  # the one model/pipeline name rule
 
 
 class ConfigError(ValueError):

@@ -24,7 +24,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import re
 import sys
 
 from ml_metadata.metadata_store import metadata_store
@@ -33,11 +32,10 @@ from ml_metadata.proto import metadata_store_pb2
 # One MLMD reader for the ops commands: read-only open with clear errors, property access.
 from pipeline.history import NODE_CONTEXT, RUN_CONTEXT, HistoryError, open_store
 from pipeline.mlmd import custom_property, read_json as _read_json
+from serving.layout import is_model_name, list_versions
 
 UNKNOWN = "unknown"
 RUN_FACTS = ("config_path", "config_hash", "git_commit")  # custom properties on the pipeline_run context
-VERSION_RE = re.compile(r"^[0-9]+$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # same rule as push.model_name in pipeline/config.py
 # Inputs that are not this model's history: the Evaluator's baseline is an *older* model.
 NOT_LINEAGE_INPUTS = ("baseline_model",)
 
@@ -77,7 +75,7 @@ def resolve_version_dir(serving_base: str, model: str, version: int | None = Non
 
         resolve_version_dir("runs/serving", "digits")   # -> (3, "/abs/runs/serving/digits/3")
     """
-    if not NAME_RE.match(model or ""):
+    if not is_model_name(model):
         raise ValueError(f"bad model name {model!r}: use letters, digits, '_', '.', '-' (like push.model_name in the config)")
     model_base = os.path.join(os.path.abspath(serving_base), model)
     if not os.path.isdir(model_base):
@@ -85,7 +83,7 @@ def resolve_version_dir(serving_base: str, model: str, version: int | None = Non
         where = f"models there: {', '.join(known)}" if known else "it holds no models" if os.path.isdir(serving_base) else "that directory does not exist"
         raise LineageError(f"no model {model!r} under serving base {serving_base} ({where}); "
                            "pass the push.serving_base of the pipeline's config with --serving_base")
-    versions = sorted(int(d) for d in os.listdir(model_base) if VERSION_RE.match(d) and os.path.isdir(os.path.join(model_base, d)))
+    versions = list_versions(model_base)
     if not versions:
         raise LineageError(f"model {model!r} has no version directories under {model_base}; nothing was pushed there yet")
     if version is None:

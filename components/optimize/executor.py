@@ -25,7 +25,7 @@ from typing import Any, Callable
 from absl import logging
 import tensorflow as tf
 
-from pipeline.tfx_compat import tfx  # noqa: F401  (TFX import order; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: F401  (TFX import order; see components/tfx_compat.py)
 from tfx.components.util.model_utils import is_model_blessed
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
@@ -39,7 +39,7 @@ from components.optimize.files import copy_tree, write_bytes
 from components.optimize.onnx_export import EngineUnsupportedError, build_tensorrt_engine, export_onnx, onnxruntime_predictor, tensorrt_predictor
 from components.optimize.parity import ParityResult, check_parity, check_saved_model_parity, saved_model_predictor, worst_of
 from components.optimize.trt import convert_with_tf_trt
-from components.train.export import IMAGES_SIGNATURE, LABEL_ASSET
+from serving.contract import IMAGES_SIGNATURE, LABEL_ASSET
 from serving.server.servable import read_signature_defs
 
 SERVING_DIR = "Format-Serving"

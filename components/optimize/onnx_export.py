@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.optimize.parity import Predictor
-from components.train.export import IMAGES_SIGNATURE
+from serving.contract import IMAGES_SIGNATURE
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"

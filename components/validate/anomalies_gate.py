@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import os
 
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import ComponentSpec, artifact_utils, standard_artifacts

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import Channel, ComponentSpec, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
@@ -34,7 +34,7 @@ from tfx.utils import path_utils
 from components.evaluate.heldout import split_files
 from components.validate.infra_executor import parse_config, run_infra_validation
 from components.validate.skew import TRAINED_MODEL_FILE
-from pipeline.config import NAME_RE
+from serving.layout import is_model_name
 
 EVAL_SPLIT = "eval"
 
@@ -112,7 +112,7 @@ class InfraValidator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model, examples, config: dict, model_name: str = "model", transform_graph=None, model_run=None):
-        if not NAME_RE.match(model_name):
+        if not is_model_name(model_name):
             raise ValueError(f"invalid model name {model_name!r}: use letters, digits, '_', '.', '-'")
         super().__init__(
             spec=InfraValidatorSpec(

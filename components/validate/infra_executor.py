@@ -43,9 +43,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, LABEL_ASSET
 from components.validate import skew as skew_lib
 from components.validate.warmup import EvalSample, predict_request, read_eval_sample, warmup_logs, write_warmup_requests
+from serving.contract import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, LABEL_ASSET, label_asset_path, read_label_names
 
 log = logging.getLogger("pipeline.infra_validation")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -245,11 +245,9 @@ def _signature_disagreement(results: dict[str, np.ndarray]) -> float:
 
 
 def _read_label_names(model_dir: str) -> list[str]:
-    path = os.path.join(model_dir, "assets", LABEL_ASSET)
-    if not os.path.isfile(path):
+    if not os.path.isfile(label_asset_path(model_dir)):
         raise ModelProblem(f"the model has no label asset assets/{LABEL_ASSET}; export it with export_serving_model")
-    with open(path) as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    return read_label_names(model_dir)
 
 
 def serve_and_probe(version_dir: str, model_name: str, sample: EvalSample, cfg: dict, workdir: str) -> dict:

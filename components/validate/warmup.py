@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components.train.export import EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, RAW_SIGNATURES, TEXT_SIGNATURE
 from components.transform.preprocessing import IMAGE_KEY, TEXT_KEY
+from serving.contract import EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, RAW_SIGNATURES, TEXT_SIGNATURE
+from serving.layout import WARMUP_FILE
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 @dataclasses.dataclass

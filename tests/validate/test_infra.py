@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from components.push import AtomicPusher
 from components.validate.infra import InfraValidator
 from components.validate.infra_executor import parse_config, run_infra_validation
