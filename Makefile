@@ -32,8 +32,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/train_throughput.py
-	$(PY) bench/serving.py
-	$(PY) bench/tensorrt.py
+	$(PY) bench/serving_bench.py
+	$(PY) bench/tensorrt_bench.py
 
 clean-runs:
 	rm -rf runs/

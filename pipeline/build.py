@@ -22,8 +22,8 @@ from components.ingest.component import DatasetExampleGen
 from components.ingest.sources import open_source
 from components.optimize import ModelOptimizer
 from components.push import AtomicPusher
-from components.validate.anomalies_gate import AnomaliesGate
-from components.validate.infra import InfraValidator
+from components.validate.component import AnomaliesGate
+from components.infra_validate.component import InfraValidator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,7 +149,7 @@ def build_pipeline(cfg: dict):
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             model_run=trainer.outputs["model_run"],
-            config=dict(cfg["infra_validation"], code=code_fingerprint("components/validate", "serving")),
+            config=dict(cfg["infra_validation"], code=code_fingerprint("components/infra_validate", "serving")),
             model_name=cfg["push"]["model_name"],
         ).with_id("InfraValidator")
     pusher = AtomicPusher(

@@ -36,6 +36,7 @@ import sys
 import warnings
 
 from serving.atomic import atomic_write_text
+from serving.cli_runner import run_cli
 
 TARGETS = ("kubeflow-v2", "airflow")
 # A placeholder on purpose: the image is built from this repo (Dockerfile at the root).
@@ -314,28 +315,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str]) -> int:
     """`python -m pipeline compile ...`; returns the exit code (2 for usage and config errors)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on usage errors
-        return int(exit_.code or 0)
+    from components.ingest.sources import DataSourceError
+    from pipeline.config import ConfigError
+    from pipeline.schedule import ScheduleError
+
+    return run_cli(_parser(), argv, _compile_command, {error: 2 for error in (ConfigError, CompileError, DataSourceError, ScheduleError)})
+
+
+def _compile_command(args) -> int:
+    from pipeline.config import load_config
+
     if args.target not in TARGETS:
         print(f"error: unknown --target {args.target!r}. Allowed targets: {', '.join(TARGETS)}", file=sys.stderr)
         return 2
-    from components.ingest.sources import DataSourceError
-    from pipeline.config import ConfigError, load_config
-    from pipeline.schedule import ScheduleError
-
-    try:
-        placement = Placement(args.pipeline_root, args.serving_base, args.checkpoint_root).resolved()
-        cfg = load_config(args.config)
-        if args.target == "airflow":
-            write_airflow_dag(cfg, args.config, args.output, schedule=args.schedule, start_date=args.start_date, placement=placement)
-            print(f"wrote Airflow DAG {args.output} (dag_id {cfg['pipeline_name']}); copy or link it into Airflow's dags folder")
-            return 0
-        job = compile_kubeflow_v2(cfg, args.output, image=args.image, placement=placement)
-    except (ConfigError, CompileError, DataSourceError, ScheduleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    placement = Placement(args.pipeline_root, args.serving_base, args.checkpoint_root).resolved()
+    cfg = load_config(args.config)
+    if args.target == "airflow":
+        write_airflow_dag(cfg, args.config, args.output, schedule=args.schedule, start_date=args.start_date, placement=placement)
+        print(f"wrote Airflow DAG {args.output} (dag_id {cfg['pipeline_name']}); copy or link it into Airflow's dags folder")
+        return 0
+    job = compile_kubeflow_v2(cfg, args.output, image=args.image, placement=placement)
     tasks = sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])
     print(f"wrote Kubeflow V2 pipeline job {args.output}: pipeline {job['displayName']}, {len(tasks)} tasks ({', '.join(tasks)})")
     root = job["runtimeConfig"].get("gcsOutputDirectory", "")

@@ -228,7 +228,7 @@ def validate_config(raw: dict) -> dict:
         optim.build_optimizer(train["optimizer"], 0.1, weight_decay=train["weight_decay"], momentum=train["momentum"], nesterov=train["nesterov"])
     except ValueError as e:
         raise ConfigError(f"config key 'train.optimizer': {e}") from None
-    from components.validate.infra_executor import parse_config as parse_infra_config
+    from components.infra_validate.config import parse_config as parse_infra_config
 
     try:
         parse_infra_config(cfg["infra_validation"])

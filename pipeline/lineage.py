@@ -32,6 +32,7 @@ from ml_metadata.proto import metadata_store_pb2
 # One MLMD reader for the ops commands: read-only open with clear errors, property access.
 from pipeline.history import NODE_CONTEXT, RUN_CONTEXT, HistoryError, open_store
 from pipeline.mlmd import custom_property, read_json as _read_json
+from serving.cli_runner import run_cli
 from serving.layout import is_model_name, list_versions
 
 UNKNOWN = "unknown"
@@ -469,6 +470,10 @@ def _optimizer_rows(optimizer: dict) -> list[tuple[str, str]]:
 
 def cli(argv: list[str]) -> int:
     """`python -m pipeline lineage ...`: prints the lineage of a served version; returns the exit code."""
+    return run_cli(_parser(), argv, _lineage_command, {ValueError: 2, LineageError: 1})
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline lineage",
         description="Show the data, code, config, training and evaluation behind a model version that TF Serving serves.")
@@ -478,18 +483,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--version", type=int, help="version directory (default: the highest, which TF Serving serves)")
     parser.add_argument("--metadata", help="SQLite MLMD store (default: metadata.sqlite next to the serving base)")
     parser.add_argument("--json", action="store_true", help="print JSON (for tools) instead of text")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on usage errors
-        return int(exit_.code or 0)
-    try:
-        facts = trace_version(args.serving_base, args.model, args.version, args.metadata)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except LineageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return parser
+
+
+def _lineage_command(args) -> int:
+    facts = trace_version(args.serving_base, args.model, args.version, args.metadata)
     print(json.dumps(facts, indent=2, default=str) if args.json else format_lineage(facts))
     return 0
 

@@ -27,6 +27,7 @@ import re
 import sys
 import tempfile
 
+from serving.cli_runner import run_cli
 from serving.layout import list_versions
 
 TFDS_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<version>\d+\.\d+\.\d+))?(?:/(?P<split>[A-Za-z0-9_.\[\]%:+-]+))?$")
@@ -281,15 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage error
-        return EXIT_USAGE if exit_.code else EXIT_PASS
-    try:
-        return _run(args)
-    except UsageError as error:
-        print(f"usage error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_cli(build_parser(), argv, _run, {UsageError: EXIT_USAGE}, prefix="usage error")
 
 
 def _run(args) -> int:

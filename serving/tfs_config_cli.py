@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.atomic import atomic_write_text
+from serving.cli_runner import run_cli
 from serving.tfs_config import (
     DEFAULT_PROMETHEUS_PATH, ModelSpec, TfsConfigError, VersionPolicy, build_batching_parameters, build_model_server_config,
     build_monitoring_config, model_specs_from_config, parse_text, scan_versions, to_text, validate_model_specs,
@@ -120,34 +121,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "config":
-            config = build_model_server_config(_model_specs_from_args(args), _scanned_versions(args.scan))
-            _write(to_text(config, _command_header(argv)), args.output)
-        elif args.command == "check":
-            with open(args.path, encoding="utf-8") as f:
-                text = f.read()
-            try:
-                config = parse_text(text, model_server_config_pb2.ModelServerConfig)
-            except text_format.ParseError as error:
-                raise TfsConfigError(f"{args.path} is not a ModelServerConfig text proto: {error}") from None
-            validate_model_specs(model_specs_from_config(config), _scanned_versions(args.scan))
-            print(f"{args.path}: OK ({len(config.model_config_list.config)} model(s))")
-        elif args.command == "batching":
-            try:
-                sizes = [int(s) for s in args.allowed_batch_sizes.split(",") if s.strip()]
-            except ValueError:
-                raise TfsConfigError(f"--allowed-batch-sizes {args.allowed_batch_sizes!r} must be comma-separated integers, e.g. 8,16,32") from None
-            params = build_batching_parameters(
-                args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads,
-                args.max_enqueued_batches, sizes, args.pad_variable_length_inputs,
-            )
-            _write(to_text(params, _command_header(argv)), args.output)
-        else:
-            _write(to_text(build_monitoring_config(args.path), _command_header(argv)), args.output)
-    except TfsConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(_parser(), argv, lambda args: _run(args, argv), {TfsConfigError: 2})
+
+
+def _run(args, argv: Sequence[str]) -> int:
+    if args.command == "config":
+        config = build_model_server_config(_model_specs_from_args(args), _scanned_versions(args.scan))
+        _write(to_text(config, _command_header(argv)), args.output)
+    elif args.command == "check":
+        with open(args.path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            config = parse_text(text, model_server_config_pb2.ModelServerConfig)
+        except text_format.ParseError as error:
+            raise TfsConfigError(f"{args.path} is not a ModelServerConfig text proto: {error}") from None
+        validate_model_specs(model_specs_from_config(config), _scanned_versions(args.scan))
+        print(f"{args.path}: OK ({len(config.model_config_list.config)} model(s))")
+    elif args.command == "batching":
+        try:
+            sizes = [int(s) for s in args.allowed_batch_sizes.split(",") if s.strip()]
+        except ValueError:
+            raise TfsConfigError(f"--allowed-batch-sizes {args.allowed_batch_sizes!r} must be comma-separated integers, e.g. 8,16,32") from None
+        params = build_batching_parameters(
+            args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads,
+            args.max_enqueued_batches, sizes, args.pad_variable_length_inputs,
+        )
+        _write(to_text(params, _command_header(argv)), args.output)
+    else:
+        _write(to_text(build_monitoring_config(args.path), _command_header(argv)), args.output)
     return 0
 

@@ -8,7 +8,7 @@ and all returning float32.
 `serving_images` applies the Transform's standardization to the uint8 pixels directly,
 with the mean/std the Transform computed (`image_mean`/`image_std` outputs), so it costs
 no PNG encode/decode; a Transform without those outputs gets the PNG round trip through
-its own graph instead. The skew check (components/validate/skew.py) proves the
+its own graph instead. The skew check (components/infra_validate/skew.py) proves the
 signatures agree with each other and with the Keras model.
 
     export_serving_model(model, "out/1", transform=transform, image_shape=(8, 8, 1),

@@ -17,7 +17,7 @@ from components.tfx_compat import tfx
 from tfx.types.artifact import Artifact
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CUSTOM_EXECUTORS = ("components.ingest.", "components.validate.anomalies_gate.", "components.evaluate.heldout.", "components.push.")
+CUSTOM_EXECUTORS = ("components.ingest.", "components.validate.executor.", "components.evaluate.heldout.", "components.push.")
 
 
 @pytest.fixture(scope="module")

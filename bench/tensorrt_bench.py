@@ -5,7 +5,7 @@ optimized engine. Anywhere else it prints why it cannot (the detected reason) an
 as a useful CPU number, TensorFlow against ONNX Runtime on CPU for a digits-sized CNN
 (8x8x1 inputs, 10 classes) - ONNX Runtime on CPU, NOT TensorRT.
 
-    .venv/bin/python bench/tensorrt.py [--latency-iters 300] [--throughput-batch 256] [--json out.json]
+    .venv/bin/python bench/tensorrt_bench.py [--latency-iters 300] [--throughput-batch 256] [--json out.json]
 """
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ import sys
 import tempfile
 import time
 
-# Python puts this script's folder first on sys.path, where this file would shadow the real
-# `tensorrt` package; the repository root goes there instead.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's packages
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
