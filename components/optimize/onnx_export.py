@@ -20,11 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from components.optimize.parity import Predictor
-from serving.contract import IMAGES_SIGNATURE
+from serving.contract import IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES_OUTPUT
 
 ONNX_OPSET = 17
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = IMAGES_INPUT
+OUTPUT_NAME = PROBABILITIES_OUTPUT
 IMAGE_DECODE_OPS = frozenset({"DecodePng", "DecodeJpeg", "DecodeImage", "DecodeBmp", "DecodeGif"})
 LOOP_OPS = frozenset({"While", "StatelessWhile"})
 
