@@ -24,7 +24,7 @@ RUN python -m pip install pip==24.3.1 \
 COPY --from=apache/beam_python3.11_sdk:2.77.0 /opt/apache/beam /opt/apache/beam
 
 COPY . .
-RUN python -c "import pipeline.tfx_compat as c; c.check_stack()" \
+RUN python -c "import components.tfx_compat as c; c.check_stack()" \
  && useradd --create-home --uid 10001 pipeline \
  && mkdir -p /pipeline/runs && chown -R pipeline /pipeline/runs /opt/apache/beam
 # Not root; relative paths of a config (runs/...) resolve under /pipeline; Beam's boot stages

@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	@echo "[setup] stage 2: tfx + MLMD/TFDV with --no-deps (see requirements-nodeps.txt)"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
-	$(PY) -c "import pipeline.tfx_compat as c; c.check_stack()"
+	$(PY) -c "import components.tfx_compat as c; c.check_stack()"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -32,8 +32,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/train_throughput.py
-	$(PY) bench/serving.py
-	$(PY) bench/tensorrt.py
+	$(PY) bench/serving_bench.py
+	$(PY) bench/tensorrt_bench.py
 
 clean-runs:
 	rm -rf runs/

@@ -27,13 +27,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # the pipeline package, when run as `python bench/quality.py`
+
+from serving.atomic import atomic_write_json  # noqa: E402
+
 RUNS_ROOT = os.path.join("runs", "bench", "quality")
 RESULTS = os.path.join(REPO, "bench", "results", "quality.json")
 # The prepared TFDS data is the same for every experiment, so it is built once and shared.
@@ -225,11 +227,7 @@ def load_results() -> dict:
 
 
 def save_results(results: dict) -> None:
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(RESULTS), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, RESULTS)  # a crash mid-write never leaves half a file
+    atomic_write_json(RESULTS, results, indent=2)  # a crash mid-write never leaves half a file
 
 
 def _machine() -> str:

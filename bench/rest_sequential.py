@@ -1,7 +1,7 @@
 """REST :predict latency of the embedded server, one client, sequential requests.
 
-A before/after check for the REST front end (not a load test; bench/serving.py is that):
-the digits CNN (bench/serving.py's export), `python -m serving serve` in a subprocess,
+A before/after check for the REST front end (not a load test; bench/serving_bench.py is that):
+the digits CNN (bench/serving_bench.py's export), `python -m serving serve` in a subprocess,
 N sequential one-image :predict calls on one keep-alive connection, then N on a new
 connection each. Besides wall-clock latency it reports the server process's CPU time per
 request, which other processes on a shared machine disturb far less.
@@ -19,9 +19,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, REPO)  # the bench and serving packages, when run as `python bench/rest_sequential.py`
 
-from bench.serving import MODELS, export_models, start_server, write_config  # noqa: E402
+from bench.serving_bench import MODELS, export_models, start_server, write_config  # noqa: E402
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
 
 MODEL = "digits_cnn"
 
@@ -68,10 +69,11 @@ def main(argv=None) -> int:
     if not os.path.isdir(os.path.join(base, "1")):
         export_models(root)
     config = write_config({MODEL: base}, root)
-    process, _, rest_port = start_server(config, batching=False, batching_file="")
+    process = start_server(config, batching=False, batching_file="", models=[MODEL], log_path=os.path.join(root, "server.log"))
+    rest_port = process.rest_port
     try:
         image = [[[int((r * 8 + c) % 256)] for c in range(MODELS[MODEL][1])] for r in range(MODELS[MODEL][0])]
-        body = json.dumps({"signature_name": "serving_images", "instances": [image]}).encode()
+        body = json.dumps({"signature_name": IMAGES_SIGNATURE, "instances": [image]}).encode()
         _time(rest_port, body, 20, keep_alive=True)  # warm-up
         result = {
             "requests": args.requests,
@@ -79,8 +81,7 @@ def main(argv=None) -> int:
             "new_connection_each": _measure(process, rest_port, body, args.requests, keep_alive=False),
         }
     finally:
-        process.terminate()
-        process.wait(30)
+        process.stop(grace_seconds=30)
     print(json.dumps(result))
     return 0
 

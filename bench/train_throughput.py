@@ -20,7 +20,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pipeline.tfx_compat  # noqa: E402,F401
+import components.tfx_compat  # noqa: E402,F401
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402

@@ -31,7 +31,7 @@ def _run(argv: list[str]) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     from pipeline.run import EXIT_DATA_ANOMALIES, EXIT_FAILED, EXIT_LOCKED, EXIT_NOT_BLESSED, PipelineRunError, format_summary, run_pipeline
-    from components.validate.anomalies_gate import DataAnomaliesError
+    from components.validate.executor import DataAnomaliesError
 
     from pipeline.lock import PipelineLocked, pipeline_lock
 

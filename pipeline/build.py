@@ -16,7 +16,7 @@ import glob
 import hashlib
 import os
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 
 from components.evaluate.baseline import LatestBlessedOtherModelStrategy
 from components.evaluate.eval_config import build_eval_config
@@ -25,8 +25,8 @@ from components.ingest.component import DatasetExampleGen
 from components.ingest.sources import open_source
 from components.optimize import ModelOptimizer
 from components.push import AtomicPusher
-from components.validate.anomalies_gate import AnomaliesGate
-from components.validate.infra import InfraValidator
+from components.validate.component import AnomaliesGate
+from components.infra_validate.component import InfraValidator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,7 +186,7 @@ def build_pipeline(cfg: dict, target: Target = LOCAL):
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             model_run=trainer.outputs["model_run"],
-            config=dict(cfg["infra_validation"], code=code_fingerprint("components/validate", "serving")),
+            config=dict(cfg["infra_validation"], code=code_fingerprint("components/infra_validate", "serving")),
             model_name=cfg["push"]["model_name"],
         ).with_id("InfraValidator")
     pusher = AtomicPusher(
@@ -213,9 +213,9 @@ def build_pipeline(cfg: dict, target: Target = LOCAL):
 
 # Beam workers in other processes (multi_processing, Dataflow, Flink, Spark) unpickle TFDV
 # code first; this plugin imports the TFX stack in the order it needs before any bundle runs.
-BEAM_PLUGIN = "pipeline.tfx_compat"
+BEAM_PLUGIN = "components.tfx_compat"
 
 
 def beam_args(args: list[str]) -> list[str]:
-    """The config's Beam arguments plus `--beam_plugin=pipeline.tfx_compat`."""
+    """The config's Beam arguments plus `--beam_plugin=components.tfx_compat`."""
     return list(args) + [f"--beam_plugin={BEAM_PLUGIN}"]

@@ -32,7 +32,9 @@ import json
 import os
 import re
 import sys
-import tempfile
+
+from serving.atomic import atomic_write_text
+from serving.cli_runner import run_cli
 
 TARGETS = ("kubeflow-v2", "airflow")
 # A placeholder on purpose: the image is built from this repo (Dockerfile at the root).
@@ -134,7 +136,7 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
                                   placement=Placement(pipeline_root="gs://b/tfx"))
         job["pipelineSpec"]["root"]["dag"]["tasks"].keys()
     """
-    from pipeline.tfx_compat import tfx
+    from components.tfx_compat import tfx
 
     runner_class = getattr(tfx.orchestration.experimental, "KubeflowV2DagRunner", None)
     if runner_class is None:  # tfx defines it only when kfp imports
@@ -151,7 +153,7 @@ def compile_kubeflow_v2(cfg: dict, output: str, *, image: str = DEFAULT_IMAGE, p
     problems = check_kfp_job(job, image)  # the KFP SDK's loaders + every task's image, command, inputs
     if problems:
         raise CompileError("the compiled Kubeflow V2 job does not resolve: " + "; ".join(problems))
-    _atomic_write(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(output, json.dumps(job, indent=2, sort_keys=True) + "\n")
     return job
 
 
@@ -177,7 +179,7 @@ PLACEMENT = {placement!r}
 if REPO_DIR not in sys.path:
     sys.path.insert(0, REPO_DIR)
 
-from pipeline.tfx_compat import tfx  # noqa: E402,F401  (TFX before TFDV; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: E402,F401  (TFX before TFDV; see components/tfx_compat.py)
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
 
 from pipeline.build import build_pipeline  # noqa: E402
@@ -231,23 +233,10 @@ def write_airflow_dag(cfg: dict, config_path: str, output: str, **options) -> st
         raise CompileError(f"--output {output!r}: Airflow loads DAGs only from .py files; name it e.g. {cfg['pipeline_name']}_dag.py")
     source = airflow_dag_source(cfg, config_path, **options)
     ast.parse(source, filename=output)  # a template bug must not reach the Airflow scheduler
-    _atomic_write(output, source)
+    atomic_write_text(output, source)
     return source
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- CLI
@@ -272,28 +261,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str]) -> int:
     """`python -m pipeline compile ...`; returns the exit code (2 for usage and config errors)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on usage errors
-        return int(exit_.code or 0)
+    from components.ingest.sources import DataSourceError
+    from pipeline.config import ConfigError
+    from pipeline.schedule import ScheduleError
+
+    return run_cli(_parser(), argv, _compile_command, {error: 2 for error in (ConfigError, CompileError, DataSourceError, ScheduleError)})
+
+
+def _compile_command(args) -> int:
+    from pipeline.config import load_config
+
     if args.target not in TARGETS:
         print(f"error: unknown --target {args.target!r}. Allowed targets: {', '.join(TARGETS)}", file=sys.stderr)
         return 2
-    from components.ingest.sources import DataSourceError
-    from pipeline.config import ConfigError, load_config
-    from pipeline.schedule import ScheduleError
-
-    try:
-        placement = Placement(args.pipeline_root, args.serving_base, args.checkpoint_root).resolved()
-        cfg = load_config(args.config)
-        if args.target == "airflow":
-            write_airflow_dag(cfg, args.config, args.output, schedule=args.schedule, start_date=args.start_date, placement=placement)
-            print(f"wrote Airflow DAG {args.output} (dag_id {cfg['pipeline_name']}); copy or link it into Airflow's dags folder")
-            return 0
-        job = compile_kubeflow_v2(cfg, args.output, image=args.image, placement=placement)
-    except (ConfigError, CompileError, DataSourceError, ScheduleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    placement = Placement(args.pipeline_root, args.serving_base, args.checkpoint_root).resolved()
+    cfg = load_config(args.config)
+    if args.target == "airflow":
+        write_airflow_dag(cfg, args.config, args.output, schedule=args.schedule, start_date=args.start_date, placement=placement)
+        print(f"wrote Airflow DAG {args.output} (dag_id {cfg['pipeline_name']}); copy or link it into Airflow's dags folder")
+        return 0
+    job = compile_kubeflow_v2(cfg, args.output, image=args.image, placement=placement)
     tasks = sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])
     print(f"wrote Kubeflow V2 pipeline job {args.output}: pipeline {job['displayName']}, {len(tasks)} tasks ({', '.join(tasks)})")
     root = job["runtimeConfig"].get("gcsOutputDirectory", "")

@@ -12,16 +12,14 @@ import copy
 import hashlib
 import math
 import os
-import re
 from typing import Any
 
 import yaml
 
-from components.validate.infra_config import DEFAULT_CONFIG as INFRA_DEFAULTS
-from components.validate.infra_config import USER_KEYS as INFRA_USER_KEYS
-from components.validate.infra_config import parse_config as parse_infra_config
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+from components.infra_validate.config import DEFAULT_CONFIG as INFRA_DEFAULTS
+from components.infra_validate.config import USER_KEYS as INFRA_USER_KEYS
+from components.infra_validate.config import parse_config as parse_infra_config
+from serving.layout import MODEL_NAME_PATTERN as NAME_RE  # the one model/pipeline name rule
 
 
 class ConfigError(ValueError):
@@ -88,7 +86,7 @@ SCHEMA: dict[str, Any] = {
     },
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
     "monitor": ((dict,), {}, ANY_DICT),  # pipeline/monitor/config.py validates it
-    # keys and defaults from the section's one schema, components/validate/infra_config.py
+    # keys and defaults from the section's one schema, components/infra_validate/config.py
     "infra_validation": {key: ((float, int) if isinstance(INFRA_DEFAULTS[key], float) else (type(INFRA_DEFAULTS[key]),),
                                INFRA_DEFAULTS[key], None) for key in INFRA_USER_KEYS},
     "push": {

@@ -29,6 +29,7 @@ from pipeline.mlmd import DEFAULT_METADATA, State as _State
 from pipeline.mlmd import StoreError as HistoryError  # noqa: F401  (the name callers catch)
 from pipeline.mlmd import custom_property as _custom
 from pipeline.mlmd import node_and_run, open_store, output_artifacts, pipeline_runs
+from serving.cli_runner import run_cli
 # CANCELED counts as failed: the run did not produce what it was started for.
 _FAILED_STATES = {_State.FAILED, _State.CANCELED}
 _UNFINISHED_STATES = {_State.NEW, _State.RUNNING}
@@ -142,24 +143,24 @@ def _duration(seconds: float) -> str:
 
 def cli(argv: list[str]) -> int:
     """`python -m pipeline runs ...`: prints the run history; returns the exit code."""
+    return run_cli(_parser(), argv, _list_runs_command, {HistoryError: 1})
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline runs",
                                      description="List pipeline runs recorded in the ML Metadata store.")
     parser.add_argument("--pipeline", help="only runs of this pipeline")
     parser.add_argument("--metadata", default=DEFAULT_METADATA, help=f"SQLite MLMD store (default {DEFAULT_METADATA})")
     parser.add_argument("--json", action="store_true", help="print a JSON list (for tools) instead of a table")
     parser.add_argument("--limit", type=int, help="at most this many runs (the newest)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on usage errors
-        return int(exit_.code or 0)
+    return parser
+
+
+def _list_runs_command(args) -> int:
     if args.limit is not None and args.limit < 1:
         print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
         return 2
-    try:
-        runs = list_runs(args.metadata, pipeline=args.pipeline, limit=args.limit)
-    except HistoryError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    runs = list_runs(args.metadata, pipeline=args.pipeline, limit=args.limit)
     if args.json:
         print(json.dumps([run.to_json() for run in runs], indent=2))
     elif runs:

@@ -24,7 +24,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import re
 import sys
 
 from ml_metadata.proto import metadata_store_pb2
@@ -35,11 +34,11 @@ from pipeline.mlmd import RUN_CONTEXT, State as _State, StoreError, consumers, c
 from pipeline.mlmd import json_property as _json_property
 from pipeline.mlmd import node_and_run, open_store, producer
 from pipeline.mlmd import read_json as _read_json
+from serving.cli_runner import run_cli
+from serving.layout import is_model_name, list_versions
 
 UNKNOWN = "unknown"
 RUN_FACTS = ("config_path", "config_hash", "git_commit")  # custom properties on the pipeline_run context
-VERSION_RE = re.compile(r"^[0-9]+$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # same rule as push.model_name in pipeline/config.py
 # Inputs that are not this model's history: the Evaluator's baseline is an *older* model.
 NOT_LINEAGE_INPUTS = ("baseline_model",)
 
@@ -75,7 +74,7 @@ def resolve_version_dir(serving_base: str, model: str, version: int | None = Non
 
         resolve_version_dir("runs/serving", "digits")   # -> (3, "/abs/runs/serving/digits/3")
     """
-    if not NAME_RE.match(model or ""):
+    if not is_model_name(model):
         raise ValueError(f"bad model name {model!r}: use letters, digits, '_', '.', '-' (like push.model_name in the config)")
     model_base = os.path.join(os.path.abspath(serving_base), model)
     if not os.path.isdir(model_base):
@@ -83,7 +82,7 @@ def resolve_version_dir(serving_base: str, model: str, version: int | None = Non
         where = f"models there: {', '.join(known)}" if known else "it holds no models" if os.path.isdir(serving_base) else "that directory does not exist"
         raise LineageError(f"no model {model!r} under serving base {serving_base} ({where}); "
                            "pass the push.serving_base of the pipeline's config with --serving_base")
-    versions = sorted(int(d) for d in os.listdir(model_base) if VERSION_RE.match(d) and os.path.isdir(os.path.join(model_base, d)))
+    versions = list_versions(model_base)
     if not versions:
         raise LineageError(f"model {model!r} has no version directories under {model_base}; nothing was pushed there yet")
     if version is None:
@@ -433,6 +432,10 @@ def _optimizer_rows(optimizer: dict) -> list[tuple[str, str]]:
 
 def cli(argv: list[str]) -> int:
     """`python -m pipeline lineage ...`: prints the lineage of a served version; returns the exit code."""
+    return run_cli(_parser(), argv, _lineage_command, {ValueError: 2, LineageError: 1})
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline lineage",
         description="Show the data, code, config, training and evaluation behind a model version that TF Serving serves.")
@@ -442,18 +445,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--version", type=int, help="version directory (default: the highest, which TF Serving serves)")
     parser.add_argument("--metadata", help="SQLite MLMD store (default: metadata.sqlite next to the serving base)")
     parser.add_argument("--json", action="store_true", help="print JSON (for tools) instead of text")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on usage errors
-        return int(exit_.code or 0)
-    try:
-        facts = trace_version(args.serving_base, args.model, args.version, args.metadata)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except LineageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return parser
+
+
+def _lineage_command(args) -> int:
+    facts = trace_version(args.serving_base, args.model, args.version, args.metadata)
     print(json.dumps(facts, indent=2, default=str) if args.json else format_lineage(facts))
     return 0
 

@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-# TODO(layout): switch to serving.layout.MODEL_NAME_PATTERN once serving/layout.py exists.
-from pipeline.config import NAME_RE
+from serving.layout import MODEL_NAME_PATTERN as NAME_RE  # the one model/pipeline name rule
 
 DEFAULT_LOCK_DIR = "runs/locks"
 # A process that holds a pipeline's lock passes the locked fd to its child under this

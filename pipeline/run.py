@@ -9,7 +9,7 @@ import json
 import os
 import time
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import compiler
 from tfx.dsl.compiler import constants as compiler_constants

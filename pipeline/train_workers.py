@@ -106,7 +106,7 @@ def write_spec(cfg: dict, output_dir: str) -> str:
 
 def run_worker(spec_path: str) -> int:
     """One worker process: TFX's Trainer argument resolution, then `run_fn` (TF_CONFIG from env)."""
-    import pipeline.tfx_compat  # noqa: F401  (tfx.components before TFDV)
+    import components.tfx_compat  # noqa: F401  (tfx.components before TFDV)
     from tfx.components.trainer.executor import GenericExecutor
     from tfx.components.util import udf_utils
     from tfx.types import artifact_utils
@@ -232,7 +232,7 @@ def cli(argv: list[str]) -> int:
         cfg = load_config(args.config)
         output = os.path.abspath(args.output or os.path.join(
             cfg["runs_dir"], "train_workers", cfg["pipeline_name"], dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")))
-        import pipeline.tfx_compat  # noqa: F401
+        import components.tfx_compat  # noqa: F401
 
         spec = write_spec(cfg, output)
     except (ConfigError, LaunchError) as e:

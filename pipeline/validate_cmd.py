@@ -27,8 +27,9 @@ import re
 import sys
 import tempfile
 
+from serving.cli_runner import run_cli
+from serving.layout import list_versions
 
-VERSION_RE = re.compile(r"^\d+$")
 TFDS_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<version>\d+\.\d+\.\d+))?(?:/(?P<split>[A-Za-z0-9_.\[\]%:+-]+))?$")
 DEFAULT_DATA_DIR = os.path.join("runs", "tensorflow_datasets")  # the pipeline config's default
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -52,11 +53,11 @@ def resolve_model_path(path: str, flag: str = "--model") -> str:
         return path
     if os.path.isfile(os.path.join(path, "Format-Serving", "saved_model.pb")):
         return os.path.join(path, "Format-Serving")
-    versions = sorted((int(d) for d in os.listdir(path) if VERSION_RE.match(d) and os.path.isfile(os.path.join(path, d, "saved_model.pb"))))
+    versions = list_versions(path, with_saved_model=True)
     if versions:
         return os.path.join(path, str(versions[-1]))
     models = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
-    with_versions = [d for d in models if any(VERSION_RE.match(v) for v in os.listdir(os.path.join(path, d)))]
+    with_versions = [d for d in models if list_versions(os.path.join(path, d), dirs_only=False)]
     if len(with_versions) == 1:
         return resolve_model_path(os.path.join(path, with_versions[0]), flag)
     if len(with_versions) > 1:
@@ -251,7 +252,7 @@ def write_reports(report_dir: str, report: dict) -> None:
 # ---------------------------------------------------------------- command
 def _evaluate(model_dir: str, files: list[str], data_labels: list[str], flag: str) -> dict:
     from components.evaluate.heldout import evaluate_saved_model
-    from components.train.export import EXAMPLES_SIGNATURE, LABEL_ASSET, read_label_names
+    from serving.contract import EXAMPLES_SIGNATURE, LABEL_ASSET, read_label_names
 
     try:
         labels = read_label_names(model_dir)
@@ -281,15 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage error
-        return EXIT_USAGE if exit_.code else EXIT_PASS
-    try:
-        return _run(args)
-    except UsageError as error:
-        print(f"usage error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_cli(build_parser(), argv, _run, {UsageError: EXIT_USAGE}, prefix="usage error")
 
 
 def _run(args) -> int:

@@ -31,13 +31,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.contract import (
+    CLASSES_OUTPUT, CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, PROBABILITIES_OUTPUT, TEXT_SIGNATURE,
+)
 from serving.server.options import DEFAULT_MAX_MESSAGE_BYTES
 from serving.server.tensors import to_tensor_proto
-
-IMAGES_SIGNATURE = "serving_images"
-TEXT_SIGNATURE = "serving_text"
-EXAMPLES_SIGNATURE = "serving_default"
-CLASSIFY_SIGNATURE = "classification"
 
 
 @dataclasses.dataclass
@@ -169,7 +167,7 @@ class ServingClient:
     @staticmethod
     def _prediction(answer: tuple) -> Prediction:
         outputs, version = answer
-        return Prediction(outputs["probabilities"], _decode(outputs["classes"]), version)
+        return Prediction(outputs[PROBABILITIES_OUTPUT], _decode(outputs[CLASSES_OUTPUT]), version)
 
     def predict_images(self, model: str, images, *, version: int | None = None, label: str | None = None,
                        signature: str = IMAGES_SIGNATURE) -> Prediction:

@@ -15,7 +15,7 @@ label fails here with a message naming the value and the fix, instead of at serv
                        labels={"stable": 3, "canary": 4})]
     text = to_text(build_model_server_config(specs))
 
-Command line (`main(argv)`):
+Command line (`main(argv)`, in serving/tfs_config_cli.py):
 
     python -m serving.tfs_config config --model digits=/models/digits \\
         --policy digits=latest:2 --label digits:stable=3 --output models.config
@@ -25,27 +25,24 @@ Command line (`main(argv)`):
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
-import shlex
 import sys
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.layout import MAX_VERSION, MODEL_NAME_PATTERN, list_versions
 from serving.tfs_protos import BatchingParameters, MonitoringConfig
 
-MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Labels appear in REST paths (/v1/models/<name>/labels/<label>), so no '/' or spaces.
 LABEL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 # Absolute path inside the server, or a remote file system TF Serving reads natively.
 BASE_PATH_PATTERN = re.compile(r"^(/|gs://|s3://|hdfs://)[^\s'\"\\]*$")
 MODEL_PLATFORM = "tensorflow"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-MAX_VERSION = 2**63 - 1  # versions are int64 directory names
 POLICY_KINDS = ("latest", "all", "specific")
 
 
@@ -136,7 +133,7 @@ class ModelSpec:
     """One model entry of models.config.
 
     Args:
-        name: model name clients use (`/v1/models/<name>`), `^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`.
+        name: model name clients use (`/v1/models/<name>`), following `serving.layout.MODEL_NAME_PATTERN`.
         base_path: directory *inside the server* holding integer version directories,
             e.g. `/models/digits` (not `/models/digits/3`).
         policy: a `VersionPolicy`; TF Serving's default is `latest:1`.
@@ -305,11 +302,7 @@ def scan_versions(local_dir: str) -> list:
     """Integer version directories under `local_dir` that hold a saved_model.pb, sorted."""
     if not os.path.isdir(local_dir):
         raise TfsConfigError(f"{local_dir!r} is not a directory; pass the local copy of the model's base path, e.g. runs/serving/digits")
-    return sorted(
-        int(entry)
-        for entry in os.listdir(local_dir)
-        if entry.isdigit() and os.path.isfile(os.path.join(local_dir, entry, "saved_model.pb"))
-    )
+    return list_versions(local_dir, with_saved_model=True)
 
 
 def build_batching_parameters(
@@ -390,138 +383,11 @@ def parse_text(text: str, message_class):
     return text_format.Parse(text, message_class())
 
 
-# ---- command line ---------------------------------------------------------------------
-
-def _split_pair(value: str, sep: str, flag: str, example: str):
-    key, found, rest = value.partition(sep)
-    if not found or not key or not rest:
-        raise TfsConfigError(f"{flag} {value!r} is malformed; write it as {example}")
-    return key, rest
-
-
-def _model_specs_from_args(args) -> list:
-    base_paths, policies, labels = {}, {}, {}
-    for value in args.model:
-        name, base_path = _split_pair(value, "=", "--model", "NAME=BASE_PATH, e.g. digits=/models/digits")
-        if name in base_paths:
-            raise TfsConfigError(f"model {name!r} is configured twice; give each model one --model entry")
-        base_paths[name] = base_path
-    for value in args.policy:
-        name, text = _split_pair(value, "=", "--policy", "NAME=latest:N|all|specific:V1,V2, e.g. digits=latest:2")
-        if name not in base_paths:
-            raise TfsConfigError(f"--policy names model {name!r}, which has no --model {name}=BASE_PATH")
-        policies[name] = VersionPolicy.parse(text)
-    for value in args.label:
-        target, version_text = _split_pair(value, "=", "--label", "NAME:LABEL=VERSION, e.g. digits:stable=3")
-        name, label = _split_pair(target, ":", "--label", "NAME:LABEL=VERSION, e.g. digits:stable=3")
-        if name not in base_paths:
-            raise TfsConfigError(f"--label names model {name!r}, which has no --model {name}=BASE_PATH")
-        if not version_text.isdigit():
-            raise TfsConfigError(f"--label {value!r}: version {version_text!r} must be an integer")
-        labels.setdefault(name, {})[label] = int(version_text)
-    return [ModelSpec(name, path, policies.get(name, VersionPolicy()), labels.get(name, {})) for name, path in base_paths.items()]
-
-
-def _scanned_versions(scan_args: Iterable[str]) -> dict | None:
-    scans = [_split_pair(v, "=", "--scan", "NAME=LOCAL_DIR, e.g. digits=runs/serving/digits") for v in scan_args]
-    return {name: scan_versions(local_dir) for name, local_dir in scans} or None
-
-
-def _write(text: str, output: str | None) -> None:
-    if not output or output == "-":
-        sys.stdout.write(text)
-        return
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise TfsConfigError(f"output directory {directory!r} does not exist; create it or choose another --output")
-    tmp = output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, output)  # atomic: a polling server never reads half a file
-
-
-def _command_header(argv: Sequence[str]) -> str:
-    """Reproducible header: the command that made the file, without --output."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--output":
-            skip = True
-        elif not arg.startswith("--output="):
-            kept.append(arg)
-    return "Generated by: python -m serving.tfs_config " + shlex.join(kept) + "\nEdit by re-running the generator, not by hand."
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving.tfs_config", description="TF Serving config files.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    config = sub.add_parser("config", help="write models.config (ModelServerConfig)")
-    config.add_argument("--model", action="append", default=[], metavar="NAME=BASE_PATH", help="repeatable; base path inside the server")
-    config.add_argument("--policy", action="append", default=[], metavar="NAME=POLICY", help="latest:N (default latest:1), all, specific:V1,V2")
-    config.add_argument("--label", action="append", default=[], metavar="NAME:LABEL=VERSION", help="e.g. digits:stable=3")
-    config.add_argument("--scan", action="append", default=[], metavar="NAME=LOCAL_DIR", help="check versions against a local copy of the base path")
-    config.add_argument("--output", help="file to write (default: stdout)")
-
-    check = sub.add_parser("check", help="validate an existing models.config")
-    check.add_argument("path")
-    check.add_argument("--scan", action="append", default=[], metavar="NAME=LOCAL_DIR")
-
-    batching = sub.add_parser("batching", help="write the --batching_parameters_file")
-    batching.add_argument("--max-batch-size", type=int, default=32)
-    batching.add_argument("--batch-timeout-micros", type=int, default=2000)
-    batching.add_argument("--num-batch-threads", type=int, default=2)
-    batching.add_argument("--max-enqueued-batches", type=int, default=100)
-    batching.add_argument("--allowed-batch-sizes", default="8,16,32", help="comma-separated, ending with --max-batch-size; '' for none")
-    batching.add_argument("--pad-variable-length-inputs", action="store_true")
-    batching.add_argument("--output")
-
-    monitoring = sub.add_parser("monitoring", help="write the --monitoring_config_file")
-    monitoring.add_argument("--path", default=DEFAULT_PROMETHEUS_PATH)
-    monitoring.add_argument("--output")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 2 invalid input).
+    """CLI entry point (see serving/tfs_config_cli.py); returns the exit code (0 ok, 2 invalid input)."""
+    from serving.tfs_config_cli import main as cli_main
 
-    Example:
-
-    >>> main(["monitoring", "--output", "/tmp/monitoring.config"])
-    0
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "config":
-            config = build_model_server_config(_model_specs_from_args(args), _scanned_versions(args.scan))
-            _write(to_text(config, _command_header(argv)), args.output)
-        elif args.command == "check":
-            with open(args.path, encoding="utf-8") as f:
-                text = f.read()
-            try:
-                config = parse_text(text, model_server_config_pb2.ModelServerConfig)
-            except text_format.ParseError as error:
-                raise TfsConfigError(f"{args.path} is not a ModelServerConfig text proto: {error}") from None
-            validate_model_specs(model_specs_from_config(config), _scanned_versions(args.scan))
-            print(f"{args.path}: OK ({len(config.model_config_list.config)} model(s))")
-        elif args.command == "batching":
-            try:
-                sizes = [int(s) for s in args.allowed_batch_sizes.split(",") if s.strip()]
-            except ValueError:
-                raise TfsConfigError(f"--allowed-batch-sizes {args.allowed_batch_sizes!r} must be comma-separated integers, e.g. 8,16,32") from None
-            params = build_batching_parameters(
-                args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads,
-                args.max_enqueued_batches, sizes, args.pad_variable_length_inputs,
-            )
-            _write(to_text(params, _command_header(argv)), args.output)
-        else:
-            _write(to_text(build_monitoring_config(args.path), _command_header(argv)), args.output)
-    except TfsConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

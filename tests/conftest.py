@@ -14,7 +14,7 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-import pipeline.tfx_compat  # noqa: E402,F401  (tfx.components before TFDV)
+import components.tfx_compat  # noqa: E402,F401  (tfx.components before TFDV)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 
-from components.train.export import EXAMPLES_SIGNATURE
+from serving.contract import EXAMPLES_SIGNATURE
 
 ACCURACY = "SparseCategoricalAccuracy"
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import Channel
 from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
@@ -22,7 +22,7 @@ from tfx.utils import path_utils
 
 from components.evaluate.keys import SPLIT_KEY, TEST_ACCURACY_KEY
 from components.evaluate.metrics import per_class_from_confusion
-from components.train.export import EXAMPLES_SIGNATURE, read_label_names
+from serving.contract import EXAMPLES_SIGNATURE, read_label_names
 
 
 class HeldOutReport(Artifact):

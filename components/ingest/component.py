@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import Channel
 from tfx.types import ComponentSpec, standard_artifacts

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pipeline.tfx_compat import tfx  # noqa: F401  (TFX import order; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: F401  (TFX import order; see components/tfx_compat.py)
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts

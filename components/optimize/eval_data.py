@@ -18,8 +18,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.train.export import IMAGE_KEY, IMAGES_SIGNATURE
+from components.train.export import IMAGE_KEY
 from components.transform.preprocessing import LABEL_KEY, TEXT_KEY
+from serving.contract import IMAGES_SIGNATURE
 
 
 @dataclasses.dataclass(frozen=True)

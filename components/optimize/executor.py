@@ -28,7 +28,7 @@ from typing import Any
 from absl import logging
 import tensorflow as tf
 
-from pipeline.tfx_compat import tfx  # noqa: F401  (TFX import order; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: F401  (TFX import order; see components/tfx_compat.py)
 from tfx.components.util.model_utils import is_model_blessed
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
@@ -45,8 +45,8 @@ from components.optimize.summary import summary_of
 from components.optimize.onnx_export import EngineUnsupportedError, OnnxExportError, export_onnx
 from components.optimize.parity import ParityResult, check_saved_model_parity, saved_model_predictor, worst_of
 from components.optimize.trt import convert_with_tf_trt
-from components.train.export import IMAGES_SIGNATURE, TEXT_SIGNATURE, read_label_names
 from serving import optimized
+from serving.contract import IMAGES_SIGNATURE, LABEL_ASSET, TEXT_SIGNATURE, read_label_names
 from serving.server.servable import read_signature_defs
 
 SERVING_DIR = "Format-Serving"

@@ -10,7 +10,7 @@ import importlib.metadata
 from typing import Mapping, Sequence
 
 from components.optimize.environment import Accelerators
-from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, LABEL_ASSET
+from serving.contract import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, LABEL_ASSET
 from serving.optimized import CLASSES_OUTPUT, ONNX_FILE, TENSORRT_PLAN_FILE
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 6: "int32", 7: "int64", 8: "string", 10: "float16"}  # onnx.TensorProto

@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 from components.optimize.parity import Predictor
-from components.train.export import IMAGES_SIGNATURE, TEXT_SIGNATURE
+from serving.contract import IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES_OUTPUT, TEXT_SIGNATURE
 from serving.optimized import execution_providers
 
 ONNX_OPSET = 17
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = IMAGES_INPUT
+OUTPUT_NAME = PROBABILITIES_OUTPUT
 IMAGE_DECODE_OPS = frozenset({"DecodePng", "DecodeJpeg", "DecodeImage", "DecodeBmp", "DecodeGif"})
 LOOP_OPS = frozenset({"While", "StatelessWhile"})
 

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from components.optimize.eval_data import EvalInputs
-from components.train.export import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE
+from serving.contract import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, PROBABILITIES_OUTPUT, SCORES_OUTPUT
 
 ALL_SIGNATURES = (EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, CLASSIFY_SIGNATURE)
-PROBABILITY_OUTPUTS = ("probabilities", "scores")  # `scores` in the classification signature
+PROBABILITY_OUTPUTS = (PROBABILITIES_OUTPUT, SCORES_OUTPUT)  # `scores` in the classification signature
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

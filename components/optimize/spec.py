@@ -4,7 +4,7 @@
                        optimize_config=validate_optimize_config({}).to_json(),
                        optimized_model=Channel(type=standard_artifacts.Model))
 """
-from pipeline.tfx_compat import tfx  # noqa: F401  (TFX import order; see pipeline/tfx_compat.py)
+from components.tfx_compat import tfx  # noqa: F401  (TFX import order; see components/tfx_compat.py)
 from tfx import types
 from tfx.types import Channel
 from tfx.types import standard_artifacts

@@ -26,9 +26,9 @@ import tensorflow as tf
 from components.optimize.eval_data import EvalInputs, read_eval_inputs, serving_image_shape
 from components.optimize.files import copy_tree
 from components.optimize.parity import ALL_SIGNATURES, check_saved_model_parity, worst_of
-from components.train.export import CLASSIFY_SIGNATURE, LABEL_ASSET, _mark_classify_method
+from serving.contract import CLASSIFY_SIGNATURE, LABEL_ASSET, mark_classify_method
+from serving.layout import ASSETS_EXTRA
 
-WARMUP_DIR = "assets.extra"
 
 
 def merge_signatures(parts: Mapping[str, str], output_dir: str, original_dir: str) -> str:
@@ -45,11 +45,11 @@ def merge_signatures(parts: Mapping[str, str], output_dir: str, original_dir: st
     signatures = {key: part.signatures[key] for key, part in zip(parts, root.parts)}
     tf.saved_model.save(root, output_dir, signatures=signatures)
     if CLASSIFY_SIGNATURE in signatures:
-        _mark_classify_method(output_dir)
+        mark_classify_method(output_dir)
     tf.io.gfile.makedirs(os.path.join(output_dir, "assets"))
     tf.io.gfile.copy(os.path.join(original_dir, "assets", LABEL_ASSET), os.path.join(output_dir, "assets", LABEL_ASSET), overwrite=True)
-    if tf.io.gfile.isdir(os.path.join(original_dir, WARMUP_DIR)):
-        copy_tree(os.path.join(original_dir, WARMUP_DIR), os.path.join(output_dir, WARMUP_DIR))
+    if tf.io.gfile.isdir(os.path.join(original_dir, ASSETS_EXTRA)):
+        copy_tree(os.path.join(original_dir, ASSETS_EXTRA), os.path.join(output_dir, ASSETS_EXTRA))
     return output_dir
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import Channel
 from tfx.types import ComponentSpec, artifact_utils, standard_artifacts

@@ -28,11 +28,9 @@ import time
 import uuid
 from typing import NamedTuple
 
-from pipeline.config import NAME_RE
+from serving.layout import ASSETS_EXTRA, TMP_PREFIX, is_model_name, list_versions, next_version
 
-VERSION_RE = re.compile(r"^\d+$")
-PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
-TMP_PREFIX = ".tmp-"
+PUSH_RECORD = os.path.join(ASSETS_EXTRA, "push_record.json")
 # `.tmp-<pid>-<32 hex>-<host.pid namespace>`: there, a pid that is not running is a dead push.
 TMP_RE = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{32}-(.+)$")
 # A temp directory that cannot be tied to a dead local process (another host on a shared
@@ -48,14 +46,8 @@ class Published(NamedTuple):
 
 
 def existing_versions(model_base: str) -> list[int]:
-    if not os.path.isdir(model_base):
-        return []
-    return sorted(int(d) for d in os.listdir(model_base) if VERSION_RE.match(d))
-
-
-def next_version(model_base: str) -> int:
-    """Seconds since the epoch (TFX convention), strictly above every existing version."""
-    return max([int(time.time())] + [v + 1 for v in existing_versions(model_base)])
+    """Every version name under `model_base` (folders and stray files: numbers a push must avoid)."""
+    return list_versions(model_base, dirs_only=False)
 
 
 def fingerprint(model_dir: str) -> str:
@@ -96,7 +88,7 @@ def find_push(model_base: str, source: str, print_: str) -> Published | None:
 
 def publish(saved_model_dir: str, serving_base: str, model_name: str, source: str | None = None) -> Published:
     """Copy `saved_model_dir` to a new version; with `source`, reuse an identical earlier push."""
-    if not NAME_RE.match(model_name):
+    if not is_model_name(model_name):
         raise ValueError(f"invalid model name {model_name!r}: use letters, digits, '_', '.', '-'")
     if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"no saved_model.pb in {saved_model_dir}; nothing to push")
@@ -115,7 +107,7 @@ def publish(saved_model_dir: str, serving_base: str, model_name: str, source: st
     try:
         shutil.copytree(saved_model_dir, tmp)
         record = {"source": source, "fingerprint": print_, "model_name": model_name, "pushed_at": time.time()}
-        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        os.makedirs(os.path.join(tmp, ASSETS_EXTRA), exist_ok=True)
         with open(os.path.join(tmp, PUSH_RECORD), "w") as f:
             json.dump(record, f, indent=2)
         _fsync_tree(tmp)

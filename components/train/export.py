@@ -1,23 +1,14 @@
-"""The serving contract: how a trained Keras model becomes a TF Serving SavedModel.
+"""How a trained Keras model becomes a TF Serving SavedModel that keeps the serving contract.
 
-Every model this project pushes has three signatures, all applying the same
-preprocessing the Trainer saw (the Transform graph), and all returning float32:
-
-| signature          | input                                  | outputs                                  |
-|--------------------|----------------------------------------|------------------------------------------|
-| `serving_default`  | `examples`: serialized tf.Example [N]  | `probabilities` f32 [N,K], `classes` str [N,K] |
-| `serving_images`   | `images`: uint8 [N,H,W,C] (image models) | `probabilities` f32 [N,K], `classes` str [N,K] |
-| `serving_text`     | `text`: UTF-8 string [N] (text models) | `probabilities` f32 [N,K], `classes` str [N,K] |
-| `classification`   | `inputs`: serialized tf.Example [N]    | `scores` f32 [N,K], `classes` str [N,K]  |
-
-`classification` carries TF Serving's classify method name, so the Classify RPC works on
-the real `tensorflow_model_server` too. `classes[i]` are the label names in class-id order;
-they are also an asset, `assets/label_names.txt`, one name per line.
+Every model this project pushes has the signatures, inputs, outputs and label asset defined
+in serving/contract.py (`serving_default`, `serving_images` or `serving_text`,
+`classification`), all applying the same preprocessing the Trainer saw (the Transform graph),
+and all returning float32.
 
 `serving_images` applies the Transform's standardization to the uint8 pixels directly,
 with the mean/std the Transform computed (`image_mean`/`image_std` outputs), so it costs
 no PNG encode/decode; a Transform without those outputs gets the PNG round trip through
-its own graph instead. The skew check (components/validate/skew.py) proves the
+its own graph instead. The skew check (components/infra_validate/skew.py) proves the
 signatures agree with each other and with the Keras model.
 
     export_serving_model(model, "out/1", transform=transform, image_shape=(8, 8, 1),
@@ -36,14 +27,11 @@ import tensorflow as tf
 from components.transform.preprocessing import (
     IMAGE_KEY, MEAN_KEY, MODEL_INPUT_KEYS, STD_KEY, TEXT_KEY, decode_images, standardize_images,
 )
+from serving.contract import (
+    CLASSES_OUTPUT, CLASSIFY_INPUT, CLASSIFY_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE, IMAGES_INPUT, LABEL_ASSET,
+    PROBABILITIES_OUTPUT, RAW_INPUTS, RAW_SIGNATURES, SCORES_OUTPUT, mark_classify_method,
+)
 
-EXAMPLES_SIGNATURE = "serving_default"
-IMAGES_SIGNATURE = "serving_images"
-TEXT_SIGNATURE = "serving_text"
-RAW_SIGNATURES = {"image": IMAGES_SIGNATURE, "text": TEXT_SIGNATURE}  # raw-input signature per modality
-CLASSIFY_SIGNATURE = "classification"
-LABEL_ASSET = "label_names.txt"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
 class RawTransform:
@@ -110,15 +98,15 @@ class ServingModule(tf.Module):
         # Match the parsed raw feature's shape ([N] or [N, 1], as the schema says).
         return {key: tf.reshape(values, [-1, *self._raw_spec[key].shape])}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(self, examples):
         probs, classes = self._outputs(self._parse(examples))
-        return {"probabilities": probs, "classes": classes}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
     def classify_examples(self, inputs):
         probs, classes = self._outputs(self._parse(inputs))
-        return {"scores": probs, "classes": classes}
+        return {SCORES_OUTPUT: probs, CLASSES_OUTPUT: classes}
 
     def serve_images(self, images):
         if self._stats is not None:  # the Transform's own affine map, straight on the pixels
@@ -126,16 +114,16 @@ class ServingModule(tf.Module):
         else:
             png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
             probs, classes = self._outputs(self._raw_feature(png, IMAGE_KEY))
-        return {"probabilities": probs, "classes": classes}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes}
 
     def serve_text(self, text):
         probs, classes = self._outputs(self._raw_feature(text, TEXT_KEY))
-        return {"probabilities": probs, "classes": classes}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes}
 
     def raw_signature(self):
         if self._modality == "text":
-            return tf.function(self.serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        return tf.function(self.serve_images, input_signature=[tf.TensorSpec([None, *self._image_shape], tf.uint8, name="images")])
+            return tf.function(self.serve_text, input_signature=[tf.TensorSpec([None], tf.string, name=RAW_INPUTS["text"])])
+        return tf.function(self.serve_images, input_signature=[tf.TensorSpec([None, *self._image_shape], tf.uint8, name=IMAGES_INPUT)])
 
 
 def export_serving_model(
@@ -166,25 +154,5 @@ def export_serving_model(
             CLASSIFY_SIGNATURE: module.classify_examples.get_concrete_function(),
         }
         tf.saved_model.save(module, export_dir, signatures=signatures)
-    _mark_classify_method(export_dir)
+    mark_classify_method(export_dir)
     return export_dir
-
-
-def _mark_classify_method(export_dir: str) -> None:
-    """TF2 saves every signature as 'predict'; TF Serving's Classify needs 'classify'."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = os.path.join(export_dir, "saved_model.pb")
-    sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        sm.ParseFromString(f.read())
-    for mg in sm.meta_graphs:
-        if CLASSIFY_SIGNATURE in mg.signature_def:
-            mg.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD
-    with open(path, "wb") as f:
-        f.write(sm.SerializeToString())
-
-
-def read_label_names(saved_model_dir: str) -> list[str]:
-    with open(os.path.join(saved_model_dir, "assets", LABEL_ASSET)) as f:
-        return [line.rstrip("\n") for line in f if line.strip()]

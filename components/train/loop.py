@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
+from serving.atomic import atomic_write_json
+
 log = logging.getLogger("pipeline.train")
 
 
@@ -141,11 +143,7 @@ def _history_path(checkpoint_dir: str) -> str:
 
 
 def _save_partial_history(checkpoint_dir: str, history: dict) -> None:
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    tmp = _history_path(checkpoint_dir) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(history, f)
-    os.replace(tmp, _history_path(checkpoint_dir))
+    atomic_write_json(_history_path(checkpoint_dir), history)
 
 
 def _load_partial_history(checkpoint_dir: str) -> dict:

@@ -208,7 +208,7 @@ def run_fn(fn_args) -> None:
         model, serving_model_dir, label_names=label_names, transform=transform, modality=modality,
         image_shape=input_shape if modality == "image" else None,
     )
-    # The Keras model itself, for the training/serving skew check (components/validate/skew.py).
+    # The Keras model itself, for the training/serving skew check (components/infra_validate/skew.py).
     model.save(os.path.join(model_run_dir, "model.keras"))
     summary = {
         "model": model_cfg["name"], "hparams": hparams, "params": int(model.count_params()), "modality": modality,

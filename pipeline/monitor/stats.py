@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-import pipeline.tfx_compat  # noqa: F401  (tfx.components before TFDV)
+import components.tfx_compat  # noqa: F401  (tfx.components before TFDV)
 from pipeline.monitor.config import MonitorConfig
 
 _COMPARATOR_FIELDS = {"l_infinity": "infinity_norm", "jensen_shannon": "jensen_shannon_divergence"}

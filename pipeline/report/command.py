@@ -14,6 +14,7 @@ from typing import Sequence
 
 from pipeline.report import store
 from pipeline.report.render import render_report
+from serving.cli_runner import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,15 +31,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Runs the `report` command; returns the process exit code (0 ok, 1 error, 2 usage)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse exits on --help and on usage errors; the caller wants a code
-        return int(e.code or 0)
-    try:
-        record_file = store.record_path(args.runs_dir, args.run_id)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_cli(_parser(), argv, _report_command, {ValueError: 1})
+
+
+def _report_command(args) -> int:
+    record_file = store.record_path(args.runs_dir, args.run_id)  # ValueError for an unsafe run id
     if not os.path.isfile(record_file):
         print(f"error: no run record for run id {args.run_id!r} at {record_file}.", file=sys.stderr)
         available = store.list_run_ids(args.runs_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from pipeline.report.sections import build_html
-from pipeline.report.store import atomic_write_text
+from serving.atomic import atomic_write_text
 
 
 def validate_record(record) -> None:

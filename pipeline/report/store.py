@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from typing import Any
+
+from serving.atomic import atomic_write_text
 
 REPORTS_DIR = "reports"
 RECORD_FILE = "run_record.json"
@@ -62,29 +63,6 @@ def record_path(runs_dir: str, run_id: str) -> str:
 def report_path(runs_dir: str, run_id: str) -> str:
     """Path of a run's `report.html`, next to its `run_record.json`."""
     return os.path.join(run_dir(runs_dir, run_id), REPORT_FILE)
-
-
-def atomic_write_text(path: str, text: str) -> str:
-    """Writes `text` to `path` so readers see either the old file or the whole new one.
-
-    The text goes to a temporary file in the same folder (same filesystem, so
-    `os.replace` is atomic), is flushed to disk, then renamed over `path`.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _json_default(value: Any) -> Any:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
+from serving.contract import CLASSIFY_METHOD, EXAMPLES_SIGNATURE, REGRESS_METHOD
 from serving.server.errors import ServingError, clip
 from serving.server.servable import LoadedVersion
 from serving.server.signature import RequestLimits
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 INPUTS_KEY = "inputs"
 
 
@@ -132,7 +131,7 @@ def multi_inference(version: LoadedVersion, request) -> inference_pb2.MultiInfer
     """All tasks run on `version` (the caller checked that they name one model and version)."""
     if not request.tasks:
         raise ServingError.invalid_argument("MultiInference needs at least one task")
-    names = [task.model_spec.signature_name or "serving_default" for task in request.tasks]
+    names = [task.model_spec.signature_name or EXAMPLES_SIGNATURE for task in request.tasks]
     if len(set(names)) != len(names):
         raise ServingError.invalid_argument(f"MultiInference tasks repeat a signature ({clip(names)}); use each once")
     examples = serialized_examples(request.input, version.limits)

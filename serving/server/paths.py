@@ -1,6 +1,6 @@
 """Name and path checks: what a request or a config file may name, and where versions live.
 
-A model name is `^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$` (the same pattern `serving.tfs_config`
+A model name follows `serving.layout.MODEL_NAME_PATTERN` (the rule `serving.tfs_config`
 writes). A base path is resolved once with `os.path.realpath`; a version is a directory
 whose name is all ASCII digits and whose real path stays inside that base path, so a
 symlink or `..` cannot make the server load a SavedModel from elsewhere.
@@ -17,15 +17,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 
 import grpc
 
+from serving.layout import MODEL_NAME_PATTERN, parse_version
 from serving.server.errors import ServingError, clip
-from serving.tfs_config import MODEL_NAME_PATTERN
 
-_VERSION_DIR = re.compile(r"^[0-9]{1,19}$")
-MAX_VERSION = 2**63 - 1  # versions are int64 in every TF Serving proto
 MAX_LISTED_ENTRIES = 10_000  # entries of one base path looked at per poll
 _ECHO_CHARS = 200  # longest client-given text repeated in an error message
 _log = logging.getLogger(__name__)
@@ -89,11 +86,12 @@ def list_version_dirs(base_real: str) -> dict[int, str]:
         entries = entries[:MAX_LISTED_ENTRIES]
     versions = {}
     for entry in entries:
-        if not _VERSION_DIR.match(entry) or int(entry) > MAX_VERSION:
+        version = parse_version(entry)
+        if version is None:
             continue
         real = version_dir_inside(base_real, entry)
         if real is not None:
-            versions[int(entry)] = real
+            versions[version] = real
     return versions
 
 

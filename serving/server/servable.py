@@ -11,13 +11,15 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving.contract import EXAMPLES_SIGNATURE
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, clip
 from serving.server.loaders import SERVE_TAG, TFLITE_FILE, load_signatures
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
 from serving.server.signature import RequestLimits, Signature
 
-DEFAULT_SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+DEFAULT_SIGNATURE = EXAMPLES_SIGNATURE  # TF Serving's default when a request names none
 
 
 def read_signature_defs(path: str):

@@ -13,11 +13,11 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from serving.layout import WARMUP_FILE
 from serving.server import inference
 from serving.server.predict import predict
 from serving.server.servable import LoadedVersion
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 
 _HANDLERS = {

@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.train.export import IMAGES_SIGNATURE, export_serving_model, read_label_names
+from components.train.export import export_serving_model
+
+from serving.contract import IMAGES_SIGNATURE, read_label_names
 from components.train.optim import build_loss
 from components.train.precision import wrap_optimizer
 from models import create_model, list_models

@@ -13,11 +13,11 @@ import components
 from components.evaluate.heldout import HeldOutReport
 from pipeline import compile as compile_mod
 from pipeline.compile import CompileError, Placement, check_kfp_artifact_types, cli, kfp_pipeline_name
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from tfx.types.artifact import Artifact
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CUSTOM_EXECUTORS = ("components.ingest.", "components.validate.anomalies_gate.", "components.evaluate.heldout.", "components.push.")
+CUSTOM_EXECUTORS = ("components.ingest.", "components.validate.executor.", "components.evaluate.heldout.", "components.push.")
 
 
 @pytest.fixture(scope="module")

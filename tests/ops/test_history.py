@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import history
 from pipeline.history import HistoryError, list_runs
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from tfx.types import standard_artifacts
 
 OutputArtifact, InputArtifact, Parameter = (tfx.dsl.components.OutputArtifact, tfx.dsl.components.InputArtifact,

@@ -7,7 +7,7 @@ import pytest
 
 from components.optimize.config import validate_optimize_config
 from components.optimize.executor import run_optimizer
-from components.train.export import read_label_names
+from serving.contract import read_label_names
 from serving.optimized import load_optimized
 
 from tests.optimize.helpers import tree_bytes

@@ -5,7 +5,7 @@ import os
 import pytest
 from ml_metadata.metadata_store import metadata_store
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from components.optimize import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY, ModelOptimizer, OptimizeConfigError
 
 from serving import optimized

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from components.optimize.trt import merge_signatures
-from components.train.export import read_label_names
+from serving.contract import read_label_names
 
 from tests.optimize.conftest import LABELS
 

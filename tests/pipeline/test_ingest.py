@@ -12,7 +12,7 @@ from PIL import Image
 import components.ingest.digits_builder as digits
 from components.ingest.executor import Executor, stratified_subsample
 from components.ingest.sources import DataSourceError, open_source
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 
 DATA_DEFAULTS = {"version": None, "root": None, "image_shape": None, "label_names": None, "train_fraction": 1.0, "seed": 0,
                  "splits": {"train": "train", "eval": "validation", "test": "test"}}

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, predict_pb2
 
-import pipeline.tfx_compat  # noqa: F401  (tfx.components before TFDV)
+import components.tfx_compat  # noqa: F401  (tfx.components before TFDV)
 from components.ingest.executor import make_example
 from pipeline.config import ConfigError, validate_config
 from pipeline.monitor.config import MonitorConfigError, Rule, parse_since, validate_monitor_config

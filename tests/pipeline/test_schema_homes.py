@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from components.validate import infra_executor
-from components.validate.infra_config import InfraValidationConfig, parse_config
+from components.infra_validate import executor as infra_executor
+from components.infra_validate.config import InfraValidationConfig, parse_config
 from pipeline.config import ConfigError, validate_config
 
 

@@ -148,7 +148,7 @@ def test_pushed_text_model_answers_over_grpc_and_rest(text_run, tmp_path):
     from serving.client import RestClient, ServingClient
 
     from components.ingest.executor import make_example
-    from components.validate.infra_executor import ModelServerProcess, wait_until_available
+    from serving.launcher import ModelServerProcess, wait_until_available
 
     assert text_run["code"] == 0, text_run["log"][-2000:]
     base = os.path.join(text_run["runs"], "serving", "reviews")

@@ -12,7 +12,7 @@ import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from components.validate.infra_executor import ModelServerProcess, wait_until_available
+from serving.launcher import ModelServerProcess, wait_until_available
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
 from tests.serving import helpers
 

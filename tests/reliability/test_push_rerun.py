@@ -80,7 +80,7 @@ def test_sigkilled_push_leaves_a_temp_directory_that_the_next_push_removes(tmp_p
 
 
 def _artifacts(tmp_path):
-    from pipeline.tfx_compat import tfx  # noqa: F401
+    from components.tfx_compat import tfx  # noqa: F401
     from tfx.types import standard_artifacts
 
     model = standard_artifacts.Model()
@@ -92,7 +92,7 @@ def _artifacts(tmp_path):
 
 
 def _run_pusher(model, blessing, serving):
-    from pipeline.tfx_compat import tfx  # noqa: F401
+    from components.tfx_compat import tfx  # noqa: F401
     from tfx.types import standard_artifacts
 
     from components.push.component import Executor

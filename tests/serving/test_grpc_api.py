@@ -12,7 +12,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from components.train.export import read_label_names
+from serving.contract import read_label_names
 from serving.client import ServingClient
 from serving.server.tensors import to_tensor_proto
 from tests.serving import helpers

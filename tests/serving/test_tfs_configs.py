@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import tfs_config
+from serving import layout, tfs_config
 from serving.tfs_config import (
     ModelSpec,
     TfsConfigError,
@@ -85,7 +85,7 @@ def test_model_server_config_round_trips_through_the_tf_serving_proto():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    names=st.lists(st.from_regex(tfs_config.MODEL_NAME_PATTERN, fullmatch=True), min_size=1, max_size=3, unique=True),
+    names=st.lists(st.from_regex(layout.MODEL_NAME_PATTERN, fullmatch=True), min_size=1, max_size=3, unique=True),
     versions=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4, unique=True),
     label=st.from_regex(tfs_config.LABEL_PATTERN, fullmatch=True),
 )

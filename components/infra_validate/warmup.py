@@ -19,10 +19,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components.train.export import EXAMPLES_SIGNATURE, IMAGES_SIGNATURE, RAW_SIGNATURES, TEXT_SIGNATURE
 from components.transform.preprocessing import IMAGE_KEY, TEXT_KEY
+from serving.contract import (
+    EXAMPLES_INPUT, EXAMPLES_SIGNATURE, IMAGES_INPUT, IMAGES_SIGNATURE, RAW_SIGNATURES, TEXT_INPUT, TEXT_SIGNATURE,
+)
+from serving.layout import WARMUP_FILE
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 @dataclasses.dataclass
@@ -74,11 +76,11 @@ def predict_request(model_name: str, signature: str, sample: EvalSample) -> pred
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     if signature == EXAMPLES_SIGNATURE:
-        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(sample.serialized, dtype=tf.string))
+        request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(sample.serialized, dtype=tf.string))
     elif signature == sample.raw_signature == IMAGES_SIGNATURE:
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(sample.raw))
+        request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(sample.raw))
     elif signature == sample.raw_signature == TEXT_SIGNATURE:
-        request.inputs["text"].CopyFrom(tf.make_tensor_proto(list(sample.raw), dtype=tf.string))
+        request.inputs[TEXT_INPUT].CopyFrom(tf.make_tensor_proto(list(sample.raw), dtype=tf.string))
     else:
         raise ValueError(f"no Predict request for signature '{signature}'; use {sample.raw_signature} or {EXAMPLES_SIGNATURE}")
     return request

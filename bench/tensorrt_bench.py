@@ -7,7 +7,7 @@ calibrated on the digits images) against TensorFlow, for a digits-sized CNN (8x8
 classes) - ONNX Runtime on CPU, NOT TensorRT. Timing is components/optimize/timing.py, the
 same code as the optimizer's speed gate.
 
-    .venv/bin/python bench/tensorrt.py [--latency-iters 300] [--throughput-batch 256] [--json out.json]
+    .venv/bin/python bench/tensorrt_bench.py [--latency-iters 300] [--throughput-batch 256] [--json out.json]
 """
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ import os
 import sys
 import tempfile
 
-# Python puts this script's folder first on sys.path, where this file would shadow the real
-# `tensorrt` package; the repository root goes there instead.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's packages
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -28,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 from components.optimize.environment import detect_accelerators  # noqa: E402
 from components.optimize.timing import time_engines  # noqa: E402  (the optimizer's own speed-gate timing)
 from components.train.export import export_serving_model  # noqa: E402
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -88,7 +87,7 @@ def main() -> int:
         saved_model = export_serving_model(digits_cnn(images, labels), os.path.join(tmp, "model"), image_shape=IMAGE_SHAPE, label_names=[str(d) for d in range(10)])
         from components.optimize.parity import check_parity, saved_model_predictor
 
-        original, _ = saved_model_predictor(saved_model, "serving_images")
+        original, _ = saved_model_predictor(saved_model, IMAGES_SIGNATURE)
         baseline = "TF SavedModel serving_images (as TF Serving runs it)"
         engines = {baseline: original}
 
@@ -134,8 +133,8 @@ def optimized_engine(saved_model: str, images: np.ndarray, accelerators, tmp: st
         from components.optimize.trt import convert_with_tf_trt
 
         serialized = np.array([b""] * len(images), dtype=object)  # only serving_images is timed
-        out = convert_with_tf_trt(saved_model, os.path.join(tmp, "trt"), precision="FP16", batch_sizes=(1, 256), eval_inputs=EvalInputs(serialized, images), calibration_examples=1, signatures=("serving_images",))
-        return saved_model_predictor(out, "serving_images")[0], "TF-TRT FP16 serving_images"
+        out = convert_with_tf_trt(saved_model, os.path.join(tmp, "trt"), precision="FP16", batch_sizes=(1, 256), eval_inputs=EvalInputs(serialized, images), calibration_examples=1, signatures=(IMAGES_SIGNATURE,))
+        return saved_model_predictor(out, IMAGES_SIGNATURE)[0], "TF-TRT FP16 serving_images"
     from components.optimize.onnx_export import build_tensorrt_engine, export_onnx, tensorrt_predictor
 
     plan = build_tensorrt_engine(export_onnx(saved_model), precision="FP16", batch_sizes=(1, 256), image_shape=IMAGE_SHAPE)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from components.ingest.executor import make_example
 from components.train.export import RawTransform, export_serving_model
 from components.transform.preprocessing import preprocessing_fn
-from components.validate.skew import TRAINED_MODEL_FILE
+from components.infra_validate.skew import TRAINED_MODEL_FILE
 
 IMAGE_SHAPE = (8, 8, 1)
 LABELS = ["cat", "dog", "bird"]
@@ -72,7 +72,8 @@ def tiny_cnn(seed: int = 3):
 
 def export_without_images_signature(model, export_dir: str, transform: RawTransform) -> str:
     """A real SavedModel like export_serving_model's, minus `serving_images` (an unservable candidate)."""
-    from components.train.export import LABEL_ASSET, ServingModule, _mark_classify_method
+    from components.train.export import ServingModule
+    from serving.contract import LABEL_ASSET, mark_classify_method
 
     with tempfile.TemporaryDirectory() as tmp:
         asset = os.path.join(tmp, LABEL_ASSET)
@@ -84,7 +85,7 @@ def export_without_images_signature(model, export_dir: str, transform: RawTransf
             "classification": module.classify_examples.get_concrete_function(),
         }
         tf.saved_model.save(module, export_dir, signatures=signatures)
-    _mark_classify_method(export_dir)
+    mark_classify_method(export_dir)
     return export_dir
 
 

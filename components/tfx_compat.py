@@ -6,7 +6,7 @@ TFDV 1.16 (the newest TFDV whose wheel loads on Debian 12) imports
 imported before anything imports TFDV (TFX's Trainer executor does). Every module of
 this project that needs TFX imports it from here:
 
-    from pipeline.tfx_compat import tfx
+    from components.tfx_compat import tfx
 """
 import logging
 import os

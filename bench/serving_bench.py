@@ -1,6 +1,6 @@
 """Serving benchmark: the embedded model server against calling the model in-process.
 
-    .venv/bin/python bench/serving.py [--seconds 5] [--quick]
+    .venv/bin/python bench/serving_bench.py [--seconds 5] [--quick]
 
 Two models exported with the serving contract (components.train.export): the digits CNN
 (`create_model("digits_cnn")`, 8x8x1) and ResNet-20 (`create_model("resnet20")`,
@@ -32,18 +32,19 @@ import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
+from typing import Sequence
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# This file is bench/serving.py: with bench/ on sys.path, `import serving` would find it
-# instead of the package. Put the repository root there instead.
-sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, REPO)  # the serving package, when run as `python bench/serving_bench.py`
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from serving.contract import IMAGES_SIGNATURE  # noqa: E402
+from serving.launcher import ModelServerProcess, wait_until_available  # noqa: E402
 
 RESULTS = os.path.join(REPO, "bench", "results", "serving.json")
 DOC = os.path.join(REPO, "docs", "bench-serving.md")
@@ -112,8 +113,8 @@ def _in_process_worker(version_dir: str, shape: tuple, seconds: float, threads: 
         tf.config.threading.set_inter_op_parallelism_threads(threads[1])
     from serving.server.servable import LoadedVersion
 
-    function = tf.saved_model.load(version_dir).signatures["serving_images"]
-    signature = LoadedVersion.load("bench", 1, version_dir).signature("serving_images")
+    function = tf.saved_model.load(version_dir).signatures[IMAGES_SIGNATURE]
+    signature = LoadedVersion.load("bench", 1, version_dir).signature(IMAGES_SIGNATURE)
     rng = np.random.default_rng(0)
     result = {}
     for path in ("signature_call", "server_call_path"):
@@ -299,27 +300,34 @@ def one_image_request(model: str, shape: tuple) -> bytes:
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = "serving_images"
+    request.model_spec.signature_name = IMAGES_SIGNATURE
     image = np.random.default_rng(1).integers(0, 256, (1, *shape), dtype=np.uint8)
     request.inputs["images"].CopyFrom(to_tensor_proto(image))
     return request.SerializeToString()
 
 
 # -- server process ----------------------------------------------------------------------
-def start_server(config_file: str, batching: bool, batching_file: str) -> tuple:
-    """(process, gRPC port, REST port) of `python -m serving serve` on free ports."""
-    args = [sys.executable, "-m", "serving", "serve", f"--model_config_file={config_file}", "--port=0", "--rest_api_port=-1",
-            f"--enable_batching={'true' if batching else 'false'}", "--file_system_poll_wait_seconds=30", *SERVER_FLAGS]
+def start_server(config_file: str, batching: bool, batching_file: str, models: Sequence[str], log_path: str,
+                 timeout_seconds: float = 300) -> ModelServerProcess:
+    """`python -m serving serve` (serving/launcher.py) on free ports, once every model is AVAILABLE.
+
+    `server.port` is gRPC, `server.rest_port` REST, `server.pid` the process; stop it with `server.stop()`.
+    """
+    import grpc
+
+    flags = [f"--model_config_file={config_file}", f"--enable_batching={'true' if batching else 'false'}",
+             "--file_system_poll_wait_seconds=30", *SERVER_FLAGS]
     if batching:
-        args.append(f"--batching_parameters_file={batching_file}")
-    process = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    if not line.startswith("serving:"):
-        process.kill()
-        raise RuntimeError(f"the server did not start: {line!r}")
-    grpc_port = int(line.split("grpc=")[1].split()[0].rsplit(":", 1)[1])
-    rest_port = int(line.split("rest=")[1].split()[0].rsplit(":", 1)[1])
-    return process, grpc_port, rest_port
+        flags.append(f"--batching_parameters_file={batching_file}")
+    server = ModelServerProcess(None, None, log_path, rest=True, flags=flags, engine="embedded").__enter__()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            for model in models:
+                wait_until_available(server, channel, timeout_seconds, model_name=model)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def batch_counters(rest_port: int, model: str) -> tuple:
@@ -495,7 +503,7 @@ def main(argv=None) -> int:
             f.write(text)
         print(text)
         return 0
-    command = "python bench/serving.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python bench/serving_bench.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     import psutil
 
     result = {"machine": f"{psutil.cpu_count()} CPU cores, {platform.python_implementation()} {platform.python_version()}",
@@ -512,7 +520,8 @@ def main(argv=None) -> int:
             f.write(BATCHING_TEXT)
         for batching in (True, False):
             mode = "batching_on" if batching else "batching_off"
-            server, port, rest_port = start_server(config, batching, batching_file)
+            server = start_server(config, batching, batching_file, list(paths), os.path.join(root, f"server-{mode}.log"))
+            port, rest_port = server.port, server.rest_port
             try:
                 for name in paths:
                     request = one_image_request(name, MODELS[name])
@@ -525,8 +534,7 @@ def main(argv=None) -> int:
                         point["mean_batch_rows"] = rows / batches if batches else 1.0
                     result["models"][name]["server"][mode] = points
             finally:
-                server.terminate()
-                server.wait(timeout=60)
+                server.stop(grace_seconds=60)
         for name in paths:  # gRPC alone, with this model's request and response sizes
             print(f"[bench] grpcio floor {name}", flush=True)
             request = one_image_request(name, MODELS[name])

@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 
-from pipeline.tfx_compat import tfx
+from components.tfx_compat import tfx
 from components.push import AtomicPusher
-from components.validate.infra import InfraValidator
-from components.validate.infra_executor import parse_config, run_infra_validation
-from components.validate.warmup import read_eval_sample, read_warmup_requests
+from components.infra_validate.component import InfraValidator
+from components.infra_validate.config import parse_config
+from components.infra_validate.executor import run_infra_validation
+from components.infra_validate.warmup import read_eval_sample, read_warmup_requests
 
 TIMEOUT = 180  # generous: the server imports TensorFlow on a shared 2-core machine
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from components.validate.skew import SkewCheckUnavailable, check_skew
+from components.infra_validate.skew import SkewCheckUnavailable, check_skew
 
 
 def _check(synthetic, which):

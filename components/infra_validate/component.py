@@ -1,9 +1,9 @@
 """InfraValidator: a push gate that serves the candidate for real before it is pushed.
 
 A custom component (TFX's InfraValidator needs Docker or Kubernetes). The executor
-(components/validate/infra_executor.py) loads the candidate in a model server
+(components/infra_validate/executor.py) loads the candidate in a model server
 subprocess, queries every serving signature with eval examples, and, when a Transform
-graph is wired in, runs the training/serving skew check (components/validate/skew.py).
+graph is wired in, runs the training/serving skew check (components/infra_validate/skew.py).
 
 Outputs:
 - `blessing` (InfraBlessing): custom properties `blessed` (1/0), `reason`,
@@ -23,62 +23,15 @@ Outputs:
 from __future__ import annotations
 
 import json
-import os
 
-from pipeline.tfx_compat import tfx  # noqa: F401
-from tfx.dsl.components.base import base_component, base_executor, executor_spec
-from tfx.types import Channel, ComponentSpec, artifact_utils, standard_artifacts
+from components.tfx_compat import tfx  # noqa: F401
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import Channel, ComponentSpec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import path_utils
 
-from components.evaluate.heldout import split_files
-from components.validate.infra_executor import parse_config, run_infra_validation
-from components.validate.skew import TRAINED_MODEL_FILE
-from pipeline.config import NAME_RE
-
-EVAL_SPLIT = "eval"
-
-
-def _single(input_dict, key):
-    artifacts = input_dict.get(key) or []
-    return artifacts[0] if artifacts else None
-
-
-class Executor(base_executor.BaseExecutor):
-    def Do(self, input_dict, output_dict, exec_properties):
-        model = artifact_utils.get_single_instance(input_dict["model"])
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
-        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        out_model = artifact_utils.get_single_instance(output_dict["validated_model"])
-        transform_graph, model_run = _single(input_dict, "transform_graph"), _single(input_dict, "model_run")
-        result = run_infra_validation(
-            path_utils.serving_model_path(model.uri),
-            split_files(examples.uri, EVAL_SPLIT),
-            parse_config(exec_properties["config"]),
-            exec_properties["model_name"],
-            transform_graph_uri=transform_graph.uri if transform_graph else None,
-            keras_model_path=os.path.join(model_run.uri, TRAINED_MODEL_FILE) if model_run else None,
-            output_model_dir=path_utils.serving_model_dir(out_model.uri),
-        )
-        record_blessing(blessing, result)
-
-
-def record_blessing(blessing, result: dict) -> None:
-    """Custom properties + marker file + report.json on the InfraBlessing artifact."""
-    blessing.set_int_custom_property("blessed", int(result["blessed"]))
-    blessing.set_string_custom_property("reason", result["reason"])
-    if result["serving"].get("engine"):
-        blessing.set_string_custom_property("engine", result["serving"]["engine"])
-    skew = result.get("skew")
-    if skew and skew.get("max_abs_diff") is not None:
-        blessing.set_float_custom_property("skew_max_abs_diff", skew["max_abs_diff"])
-    # "not wired": no transform_graph input; "not run": no trained Keras model to compare with.
-    status = "not wired" if not skew else {True: "passed", False: "failed"}.get(skew["passed"], "not run")
-    blessing.set_string_custom_property("skew_check", status)
-    os.makedirs(blessing.uri, exist_ok=True)
-    open(os.path.join(blessing.uri, "INFRA_BLESSED" if result["blessed"] else "INFRA_NOT_BLESSED"), "w").close()
-    with open(os.path.join(blessing.uri, "report.json"), "w") as f:
-        json.dump(result, f, indent=2, default=str)
+from components.infra_validate.config import parse_config
+from components.infra_validate.executor import Executor
+from serving.layout import is_model_name
 
 
 class InfraValidatorSpec(ComponentSpec):
@@ -112,7 +65,7 @@ class InfraValidator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model, examples, config: dict, model_name: str = "model", transform_graph=None, model_run=None):
-        if not NAME_RE.match(model_name):
+        if not is_model_name(model_name):
             raise ValueError(f"invalid model name {model_name!r}: use letters, digits, '_', '.', '-'")
         super().__init__(
             spec=InfraValidatorSpec(

@@ -1,18 +1,19 @@
-"""AnomaliesGate: stop the pipeline before training when ExampleValidator found anomalies.
+"""The data gate's executor: fail the run when ExampleValidator found anomalies.
 
-TFX's ExampleValidator records anomalies but does not stop the run. This gate reads its
+TFX's ExampleValidator records anomalies but does not stop the run. This executor reads its
 per-split `SchemaDiff.pb` and fails with every anomaly described in words.
+
+    read_anomalies(example_validator_anomalies_uri)   # ["eval: feature 'image': ...", ...]
 """
 from __future__ import annotations
 
 import glob
 import os
 
-from pipeline.tfx_compat import tfx  # noqa: F401
+from components.tfx_compat import tfx  # noqa: F401
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx.dsl.components.base import base_component, base_executor, executor_spec
-from tfx.types import ComponentSpec, artifact_utils, standard_artifacts
-from tfx.types.component_spec import ChannelParameter
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
 
 
 class DataAnomaliesError(RuntimeError):
@@ -45,17 +46,3 @@ class Executor(base_executor.BaseExecutor):
                 + "\n  - ".join(found)
                 + "\nFix the data, or update the schema if the change is intended."
             )
-
-
-class AnomaliesGateSpec(ComponentSpec):
-    PARAMETERS = {}
-    INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies)}
-    OUTPUTS = {}
-
-
-class AnomaliesGate(base_component.BaseComponent):
-    SPEC_CLASS = AnomaliesGateSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
-
-    def __init__(self, anomalies):
-        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies))

@@ -26,9 +26,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components.train.export import EXAMPLES_SIGNATURE
 from components.transform.preprocessing import MODEL_INPUT_KEYS
-from components.validate.warmup import read_eval_sample
+from components.infra_validate.warmup import read_eval_sample
+from serving.contract import EXAMPLES_SIGNATURE
 
 TRAINED_MODEL_FILE = "model.keras"  # in the Trainer's model_run folder
 
