@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from components.evaluate.gates import GateError, Gates
 from components.infra_validate.config import DEFAULT_CONFIG as INFRA_DEFAULTS
 from components.infra_validate.config import USER_KEYS as INFRA_USER_KEYS
 from components.infra_validate.config import parse_config as parse_infra_config
@@ -77,13 +78,8 @@ SCHEMA: dict[str, Any] = {
         "seed": ((int,), 0, None),
         "augmentation": ((dict,), {}, ANY_DICT),
     },
-    "evaluate": {
-        "accuracy_lower_bound": ((float, int), 0.9, None),
-        "per_class_recall_lower_bound": ((float, int, type(None)), None, None),
-        # candidate accuracy may be at most this much below the latest blessed model's
-        "max_accuracy_drop": ((float, int, type(None)), None, None),
-        "metrics": ((list,), [], None),  # [{name: TFMA metric, lower_bound|upper_bound: x}]
-    },
+    # the gates schema shared with `validate` (components/evaluate/gates.py); metrics take TFMA/Keras names
+    "evaluate": ((dict, type(None)), {}, ANY_DICT),
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
     "monitor": ((dict,), {}, ANY_DICT),  # pipeline/monitor/config.py validates it
     # keys and defaults from the section's one schema, components/infra_validate/config.py
@@ -146,7 +142,7 @@ def _check_semantics(cfg: dict) -> None:
         bad("pipeline_name", cfg["pipeline_name"], "use letters, digits, '_', '.', '-' (max 128)")
     if not NAME_RE.match(cfg["push"]["model_name"]):
         bad("push.model_name", cfg["push"]["model_name"], "use letters, digits, '_', '.', '-' (max 128)")
-    data, train, ev = cfg["data"], cfg["train"], cfg["evaluate"]
+    data, train = cfg["data"], cfg["train"]
     splits = data["splits"]
     if set(splits) != {"train", "eval", "test"}:
         bad("data.splits", splits, "map exactly the output splits train, eval and test to source split names")
@@ -180,17 +176,25 @@ def _check_semantics(cfg: dict) -> None:
         bad("train.warmup_epochs", train["warmup_epochs"], f"expected a number in [0, train.epochs = {train['epochs']}]")
     if not 0 <= train["label_smoothing"] < 1:
         bad("train.label_smoothing", train["label_smoothing"], "expected a number in [0, 1)")
-    for key in ("accuracy_lower_bound", "per_class_recall_lower_bound"):
-        if ev[key] is not None and not 0 <= ev[key] <= 1:
-            bad(f"evaluate.{key}", ev[key], "expected a number in [0, 1]")
-    for i, m in enumerate(ev["metrics"]):
-        if not isinstance(m, dict) or "name" not in m or not ({"lower_bound", "upper_bound"} & set(m)) or set(m) - {"name", "lower_bound", "upper_bound"}:
-            bad(f"evaluate.metrics[{i}]", m, "expected {name: <TFMA metric class>, lower_bound: x and/or upper_bound: y}")
-        if not isinstance(m["name"], str):
-            bad(f"evaluate.metrics[{i}].name", m["name"], "expected a TFMA or Keras metric class name, e.g. AUC")
-        for bound in {"lower_bound", "upper_bound"} & set(m):
-            if isinstance(m[bound], bool) or not isinstance(m[bound], (int, float)) or not math.isfinite(m[bound]):
-                bad(f"evaluate.metrics[{i}].{bound}", m[bound], "expected a finite number")
+    cfg["evaluate"] = parse_evaluate(cfg["evaluate"])
+
+
+def parse_evaluate(section: dict | None) -> dict:
+    """The `evaluate:` section through the one gates schema, in the flat form the Evaluator is built from."""
+    raw = dict(section or {})
+    for key in ("per_class_recall_lower_bound", "max_accuracy_drop"):  # null = no gate, as it always meant
+        if key in raw and raw[key] is None:
+            del raw[key]
+    try:
+        gates = Gates.from_dict(raw, metric_names=None)
+    except GateError as e:
+        raise ConfigError(e.message("config", "evaluate.")) from None
+    for key in ("accuracy", "per_class_recall"):
+        bounds = getattr(gates, key)
+        if bounds is not None and (bounds.upper_bound is not None or bounds.lower_bound is None):
+            raise ConfigError(f"config key 'evaluate.{key}' has bad value {bounds.to_dict()!r}: the Evaluator gates {key} "
+                              f"with a lower_bound only, e.g. {{lower_bound: 0.9}}")
+    return gates.to_evaluator_dict()
 
 
 def validate_config(raw: dict) -> dict:

@@ -27,6 +27,7 @@ import re
 import sys
 import tempfile
 
+from components.evaluate.gates import CONFUSION_METRICS, GateError, Gates
 from serving.cli_runner import run_cli
 from serving.layout import list_versions
 
@@ -34,10 +35,9 @@ TFDS_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<version>\d+\.\d+\.\d
 DEFAULT_DATA_DIR = os.path.join("runs", "tensorflow_datasets")  # the pipeline config's default
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-BOUND_KEYS = ("lower_bound", "upper_bound")
 # Metrics a `metrics:` entry may name; each is computed from the confusion matrix.
-METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "min_class_precision", "min_class_recall", "min_class_f1")
-THRESHOLD_KEYS = ("accuracy", "per_class_recall", "max_accuracy_drop", "metrics")
+METRICS = CONFUSION_METRICS
+THRESHOLD_KEYS = Gates.keys()
 
 
 class UsageError(ValueError):
@@ -71,51 +71,14 @@ def resolve_model_path(path: str, flag: str = "--model") -> str:
 
 
 # ---------------------------------------------------------------- thresholds
-def _bound_pair(key: str, value) -> dict:
-    if not isinstance(value, dict) or not value or set(value) - set(BOUND_KEYS):
-        raise UsageError(
-            f"thresholds key '{key}' has bad value {value!r}: expected {{lower_bound: x}} and/or {{upper_bound: y}} with numbers in [0, 1]"
-        )
-    for bound, number in value.items():
-        _fraction(f"{key}.{bound}", number)
-    if len(value) == 2 and value["lower_bound"] > value["upper_bound"]:
-        raise UsageError(f"thresholds key '{key}': lower_bound {value['lower_bound']} is above upper_bound {value['upper_bound']}")
-    return dict(value)
-
-
-def _fraction(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise UsageError(f"thresholds key '{key}' has bad value {value!r}: expected a number in [0, 1]")
-    return float(value)
-
-
 def parse_thresholds(raw) -> dict:
-    """Validate a thresholds mapping; see configs/thresholds.yaml for every key."""
+    """Validate a thresholds mapping against the one gates schema; see configs/thresholds.yaml for every key."""
     if not isinstance(raw, dict) or not raw:
         raise UsageError(f"thresholds must be a mapping with at least one of: {', '.join(THRESHOLD_KEYS)} (got {raw!r})")
-    unknown = sorted(set(raw) - set(THRESHOLD_KEYS))
-    if unknown:
-        raise UsageError(f"unknown thresholds key '{unknown[0]}'. Allowed keys: {', '.join(THRESHOLD_KEYS)}")
-    out: dict = {}
-    for key in ("accuracy", "per_class_recall"):
-        if key in raw:
-            out[key] = _bound_pair(key, raw[key])
-    if "max_accuracy_drop" in raw:
-        out["max_accuracy_drop"] = _fraction("max_accuracy_drop", raw["max_accuracy_drop"])
-    entries = raw.get("metrics", [])
-    if not isinstance(entries, list):
-        raise UsageError(f"thresholds key 'metrics' has bad value {entries!r}: expected a list of {{name: <metric>, lower_bound: x}}")
-    out["metrics"] = []
-    for i, entry in enumerate(entries):
-        where = f"metrics[{i}]"
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise UsageError(
-                f"thresholds key '{where}' has bad value {entry!r}: expected {{name: <metric>, lower_bound: x and/or upper_bound: y}}"
-            )
-        if entry["name"] not in METRICS:
-            raise UsageError(f"thresholds key '{where}.name' has bad value {entry['name']!r}. Allowed values: {', '.join(METRICS)}")
-        bounds = _bound_pair(f"{where}", {k: v for k, v in entry.items() if k != "name"})
-        out["metrics"].append({"name": entry["name"], **bounds})
+    try:
+        out = Gates.from_dict(raw, metric_names=METRICS).to_dict()
+    except GateError as error:
+        raise UsageError(error.message("thresholds")) from None
     if len(out) == 1 and not out["metrics"]:
         raise UsageError(f"thresholds set no gate; add at least one of: {', '.join(THRESHOLD_KEYS)}")
     return out
