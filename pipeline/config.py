@@ -18,6 +18,7 @@ import yaml
 
 from components.evaluate.gates import GateError, Gates
 from components.infra_validate.config import DEFAULT_CONFIG as INFRA_DEFAULTS
+from components.train.config import MAX_EPOCHS, TrainConfig, TrainConfigError  # noqa: F401 (MAX_EPOCHS: re-exported)
 from components.infra_validate.config import USER_KEYS as INFRA_USER_KEYS
 from components.infra_validate.config import parse_config as parse_infra_config
 from serving.layout import MODEL_NAME_PATTERN as NAME_RE  # the one model/pipeline name rule
@@ -30,9 +31,6 @@ class ConfigError(ValueError):
 # A field is (types, default, allowed-values-or-None). A nested dict is a section.
 # `REQUIRED` marks fields without a default.
 REQUIRED = object()
-# A typo guard, far above real schedules (ResNets run 90-200 epochs, ViTs 300, small-data
-# runs a few thousand): 10**12 epochs is a run that never ends, not an experiment.
-MAX_EPOCHS = 100_000
 ANY_DICT = "any-dict"  # free-form mapping, validated by the component that owns it
 
 SCHEMA: dict[str, Any] = {
@@ -58,26 +56,8 @@ SCHEMA: dict[str, Any] = {
         "name": ((str,), "digits_cnn", None),
         "hparams": ((dict,), {}, None),
     },
-    "train": {
-        "epochs": ((int,), 30, None),
-        "batch_size": ((int,), 64, None),
-        "optimizer": ((str,), "adam", ("sgd", "adam", "adamw")),
-        "learning_rate": ((float, int), 1e-3, None),
-        "weight_decay": ((float, int), 0.0, None),
-        "momentum": ((float, int), 0.9, None),
-        "nesterov": ((bool,), False, None),  # sgd only
-        "schedule": ((str,), "cosine", ("constant", "cosine", "one_cycle", "step")),
-        # cosine: min_lr; one_cycle: div_factor, final_div_factor; step: boundaries (optimizer steps), decay
-        "schedule_args": ((dict,), {}, ANY_DICT),
-        "warmup_epochs": ((float, int), 1, None),
-        "label_smoothing": ((float, int), 0.0, None),
-        "precision": ((str,), "auto", ("auto", "float32", "mixed_float16", "mixed_bfloat16")),
-        "jit_compile": ((bool,), False, None),
-        "early_stopping_patience": ((int, type(None)), None, None),  # epochs, on val_accuracy
-        "checkpoint_every_steps": ((int,), 100, None),
-        "seed": ((int,), 0, None),
-        "augmentation": ((dict,), {}, ANY_DICT),
-    },
+    # keys, types, defaults and allowed values from the section's one schema, components/train/config.py
+    "train": TrainConfig.schema(),
     # the gates schema shared with `validate` (components/evaluate/gates.py); metrics take TFMA/Keras names
     "evaluate": ((dict, type(None)), {}, ANY_DICT),
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
@@ -165,17 +145,10 @@ def _check_semantics(cfg: dict) -> None:
             bad(f"data.text.{key}", data["text"][key], "expected an integer >= 1")
     if not 0 < data["train_fraction"] <= 1:
         bad("data.train_fraction", data["train_fraction"], "expected a number in (0, 1]")
-    for key in ("epochs", "batch_size", "checkpoint_every_steps"):
-        if train[key] < 1:
-            bad(f"train.{key}", train[key], "expected an integer >= 1")
-    if train["epochs"] > MAX_EPOCHS:
-        bad("train.epochs", train["epochs"], f"expected at most {MAX_EPOCHS:,} (a typo? long schedules run a few thousand)")
-    if train["learning_rate"] <= 0:
-        bad("train.learning_rate", train["learning_rate"], "expected a finite number > 0")
-    if not 0 <= train["warmup_epochs"] <= train["epochs"]:
-        bad("train.warmup_epochs", train["warmup_epochs"], f"expected a number in [0, train.epochs = {train['epochs']}]")
-    if not 0 <= train["label_smoothing"] < 1:
-        bad("train.label_smoothing", train["label_smoothing"], "expected a number in [0, 1)")
+    try:
+        TrainConfig.from_dict(train)
+    except TrainConfigError as e:
+        bad(f"train.{e.key}", e.value, e.want)
     cfg["evaluate"] = parse_evaluate(cfg["evaluate"])
 
 

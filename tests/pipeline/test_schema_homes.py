@@ -72,3 +72,24 @@ def test_bad_gates_in_the_pipeline_config_name_key_and_value(evaluate, words):
         validate_config({"pipeline_name": "p", "evaluate": evaluate})
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+
+
+# ---------------------------------------------------------------- train section (issue 12, item 6)
+def test_train_schema_comes_from_the_component_dataclass():
+    from components.train.config import TrainConfig
+    from pipeline.config import SCHEMA
+
+    assert SCHEMA["train"] == TrainConfig.schema()
+    cfg = validate_config({"pipeline_name": "p"})
+    assert cfg["train"] == dataclasses.asdict(TrainConfig())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3
+
+
+def test_train_checks_live_in_the_component_schema():
+    from components.train.config import TrainConfig, TrainConfigError
+
+    with pytest.raises(TrainConfigError, match="'warmup_epochs' has bad value 9: expected a number in \\[0, train.epochs = 5\\]"):
+        TrainConfig.from_dict({"epochs": 5, "warmup_epochs": 9})
+    with pytest.raises(ConfigError, match="config key 'train.label_smoothing' has bad value 1: expected a number in \\[0, 1\\)"):
+        validate_config({"pipeline_name": "p", "train": {"label_smoothing": 1}})
