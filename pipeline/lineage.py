@@ -463,6 +463,8 @@ def _optimizer_rows(optimizer: dict) -> list[tuple[str, str]]:
     if not isinstance(outcome, dict):  # not the JSON components/optimize writes: show it as is
         return [("outcome", _fmt(outcome)), ("model", optimizer["optimized_model_uri"])]
     rows = [(key.replace("_", " "), _fmt(outcome[key])) for key in ("status", "engine_requested", "saved_model", "reason") if key in outcome]
+    if isinstance(outcome.get("summary"), dict):  # engine, precision, parity, accuracy delta, speedups
+        rows += [(key.replace("_", " "), _fmt(value, measured=key not in ("engine", "precision", "parity_max_prob_diff"))) for key, value in outcome["summary"].items()]
     return rows + [("model", optimizer["optimized_model_uri"])]
 
 

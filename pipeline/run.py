@@ -196,8 +196,12 @@ def format_summary(s: dict) -> str:
         lines.append(f"  infra validation: {inf['status']}" + (f" ({inf['reason']})" if inf.get("reason") and inf["status"] != "blessed" else "")
                      + (f"; skew max |diff| {inf['skew_max_abs_diff']:.2e}" if isinstance(inf.get("skew_max_abs_diff"), float) else ""))
     if s.get("optimizer"):
+        from components.optimize.summary import headline
+
         opt = s["optimizer"]
         lines.append(f"  optimizer: {opt.get('status')}" + (f" ({opt['reason']})" if opt.get("reason") else ""))
+        if opt.get("summary"):
+            lines.append(f"    {'optimized' if opt.get('status') == 'optimized' else 'fastest candidate'}: {headline(opt['summary'])}")
     for f in s.get("failing_thresholds", []):
         lines.append(f"    FAILED {f['metric']} on {f['slice']}: {f['value']:.4f} (bound {f['bound']})" if isinstance(f["value"], float) else f"    FAILED {f['metric']} on {f['slice']}: {f['value']} (bound {f['bound']})")
     if s.get("pushed"):

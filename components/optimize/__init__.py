@@ -1,4 +1,5 @@
-"""TensorRT optimization of the serving model, with an honest pass-through where it cannot run.
+"""Inference optimization of the serving model (ONNX Runtime, TensorRT, TF-TRT), gated, with an
+honest pass-through where nothing passes or can run.
 
     from components.optimize import ModelOptimizer, validate_optimize_config
 

@@ -1,14 +1,16 @@
 """ModelOptimizer: a TFX component between the gates (Evaluator) and the Pusher.
 
-It hands the Pusher a Model artifact in the Trainer's layout (`<uri>/Format-Serving/`):
-the TF-TRT SavedModel when this machine can build one and it passes parity, otherwise the
-original model, with the reason recorded (custom property `optimizer`, `optimizer.json`).
+It hands the Pusher a Model artifact in the Trainer's layout (`<uri>/Format-Serving/`): the
+original SavedModel plus, when a candidate passed parity, accuracy and speed gates, the
+optimized artifact (ONNX Runtime / TensorRT) under `assets.extra/optimized/` (see
+serving/optimized.py); or the TF-TRT SavedModel on TF <= 2.17 GPU machines. The outcome is
+recorded in the custom property `optimizer` and in `optimizer.json`.
 
     optimizer = ModelOptimizer(
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
         model_blessing=evaluator.outputs["blessing"],
-        optimize_config={"engine": "auto", "precision": "FP16"},
+        optimize_config={"engine": "auto", "precision": "auto"},
     )
     pusher = tfx.components.Pusher(model=optimizer.outputs["optimized_model"],
                                    model_blessing=evaluator.outputs["blessing"], push_destination=...)
@@ -28,12 +30,12 @@ from components.optimize.spec import ModelOptimizerSpec
 
 
 class ModelOptimizer(base_component.BaseComponent):
-    """Optimizes the serving model for TensorRT where possible; otherwise passes it through.
+    """Attaches a gated optimized artifact to the serving model where possible; otherwise passes it through.
 
     Args:
       model: Channel of `Model` (SavedModel at `<uri>/Format-Serving/`, the three serving signatures).
-      examples: Channel of `Examples` with a `Split-eval` split (PNG `image` feature), used for
-        INT8 calibration and the parity check.
+      examples: Channel of `Examples` with a `Split-eval` split (PNG `image` or `text` feature and
+        `label`), used for INT8 calibration and the parity, accuracy and speed gates.
       model_blessing: optional Channel of `ModelBlessing`; an unblessed model is passed through.
       optimize_config: the `optimize:` config section (mapping, JSON text or OptimizeConfig);
         validated here, at pipeline construction.

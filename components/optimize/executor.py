@@ -1,26 +1,29 @@
-"""ModelOptimizer executor: optimize if this machine can, check parity, never block a push.
+"""ModelOptimizer executor: optimize if this machine can, gate it, never block a push.
 
 Outcomes, recorded in the output Model's custom property `optimizer` and in
 `<optimized_model uri>/optimizer.json`:
 
-| status          | Format-Serving holds        | when                                                      |
-|-----------------|-----------------------------|-----------------------------------------------------------|
-| `optimized`     | the TF-TRT SavedModel       | TF-TRT converted it and parity passed                     |
-| `exported`      | the original SavedModel     | an ONNX model / TensorRT plan was written and passed parity (TF Serving serves neither) |
-| `skipped`       | the original SavedModel     | no usable engine here, engine `none`, not blessed, no eval data (`reason` says which) |
-| `parity_failed` | the original SavedModel     | the optimized model disagreed with the original too much   |
-| `error`         | the original SavedModel     | the conversion raised; `reason` has the error              |
+| status          | Format-Serving holds                                    | when |
+|-----------------|---------------------------------------------------------|------|
+| `optimized`     | the original SavedModel + `assets.extra/optimized/` (ONNX Runtime / TensorRT) | a candidate passed parity, accuracy and speed gates |
+| `optimized`     | the TF-TRT SavedModel (engine `tf-trt`, TF <= 2.17 + GPU) | TF-TRT converted it and parity passed |
+| `kept_original` | the original SavedModel                                 | candidates were built but none passed every gate (numbers per candidate), or the signature's ops do not convert |
+| `skipped`       | the original SavedModel                                 | no usable engine, engine `none`, not blessed, no eval data (`reason` says which) |
+| `parity_failed` | the original SavedModel                                 | TF-TRT disagreed with the original too much |
+| `error`         | the original SavedModel                                 | the optimizer raised; `reason` has the error |
+
+The optimized artifact's layout and manifest belong to serving/optimized.py.
 
     result = run_optimizer("trainer/model/7/Format-Serving", "examples/3/Split-eval",
-                           "optimizer/optimized_model/9", validate_optimize_config({"engine": "onnx"}))
-    result["status"], result["parity"]["top1_agreement"]
+                           "optimizer/optimized_model/9", validate_optimize_config({"engine": "auto"}))
+    result["status"], result["summary"]   # "optimized", {"engine": "onnxruntime", "precision": "fp32", ...}
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import tensorflow as tf
@@ -32,26 +35,23 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.optimize import spec
+from components.optimize.candidates import build_candidates, choose, gate_candidates, public
 from components.optimize.config import OptimizeConfig
 from components.optimize.environment import Accelerators, detect_accelerators
 from components.optimize.eval_data import EvalInputs, read_eval_inputs, serving_image_shape
 from components.optimize.files import copy_tree, write_bytes
-from components.optimize.onnx_export import EngineUnsupportedError, build_tensorrt_engine, export_onnx, onnxruntime_predictor, tensorrt_predictor
-from components.optimize.parity import ParityResult, check_parity, check_saved_model_parity, saved_model_predictor, worst_of
+from components.optimize.manifest import build_manifest
+from components.optimize.summary import summary_of
+from components.optimize.onnx_export import EngineUnsupportedError, OnnxExportError, export_onnx
+from components.optimize.parity import ParityResult, check_saved_model_parity, saved_model_predictor, worst_of
 from components.optimize.trt import convert_with_tf_trt
-from components.train.export import IMAGES_SIGNATURE, LABEL_ASSET
+from components.train.export import IMAGES_SIGNATURE, TEXT_SIGNATURE, read_label_names
+from serving import optimized
 from serving.server.servable import read_signature_defs
 
 SERVING_DIR = "Format-Serving"
 RESULT_FILE = "optimizer.json"
-ONNX_FILE = "onnx/model.onnx"
-TENSORRT_PLAN = "tensorrt/model.plan"
 EVAL_SPLIT = "eval"
-NOT_SERVED_NOTE = (
-    "TF Serving cannot serve {what}; the pushed SavedModel is the original. {files} "
-    "(input `images` uint8 [N,H,W,C], output `probabilities` float32 [N,K], label names beside it) "
-    "are for deployments that serve {what}."
-)
 
 
 class _Run:
@@ -65,13 +65,8 @@ class _Run:
         self.eval_inputs = eval_inputs
         self.parity_inputs = eval_inputs[: config.parity_examples]
 
-    def parity_bounds(self) -> dict:
-        return {"min_top1_agreement": self.config.parity_min_top1_agreement, "max_prob_diff": self.config.parity_max_prob_diff}
-
-    def write_extra(self, relative_path: str, data: bytes) -> None:
-        write_bytes(os.path.join(self.output_uri, relative_path), data)
-        with tf.io.gfile.GFile(os.path.join(self.model_dir, "assets", LABEL_ASSET), "rb") as f:
-            write_bytes(os.path.join(self.output_uri, os.path.dirname(relative_path), LABEL_ASSET), f.read())
+    def parity_bounds(self, precision: str) -> dict:
+        return {"min_top1_agreement": self.config.parity_min_top1_agreement, "max_prob_diff": self.config.max_prob_diff_for(precision)}
 
 
 def _outcome(parity: ParityResult, passed_status: str, **fields) -> dict:
@@ -83,63 +78,63 @@ def _outcome(parity: ParityResult, passed_status: str, **fields) -> dict:
 
 
 def _run_tf_trt(run: _Run) -> dict:
+    precision = "FP16" if run.config.precision == "AUTO" else run.config.precision  # TF-TRT builds one precision
     with tempfile.TemporaryDirectory() as tmp:
         converted = convert_with_tf_trt(
             run.model_dir,
             os.path.join(tmp, "saved_model"),
-            precision=run.config.precision,
+            precision=precision,
             batch_sizes=run.config.batch_sizes,
             eval_inputs=run.eval_inputs,
             calibration_examples=run.config.calibration_examples,
         )
-        per_signature = check_saved_model_parity(run.model_dir, converted, run.parity_inputs, **run.parity_bounds())
+        per_signature = check_saved_model_parity(run.model_dir, converted, run.parity_inputs, **run.parity_bounds(precision))
         parity = worst_of(per_signature)
         if parity.passed:
+            tf.io.gfile.rmtree(run.serving_out)
             copy_tree(converted, run.serving_out)
     return _outcome(
-        parity, "optimized", engine="tf-trt", precision=run.config.precision, saved_model="optimized",
+        parity, "optimized", engine="tf-trt", precision=precision, saved_model="optimized",
         parity_by_signature={k: v.to_dict() for k, v in per_signature.items()},
     )
 
 
-def _images_parity(run: _Run, candidate, compared: str, batch_size: int = 64) -> ParityResult:
-    reference, _ = saved_model_predictor(run.model_dir, IMAGES_SIGNATURE)
-    return check_parity(reference, candidate, run.parity_inputs.images, compared=compared, batch_size=batch_size, **run.parity_bounds())
+def _run_onnx_engines(run: _Run, engine: str, accelerators: Accelerators, signature: str) -> dict:
+    """ONNX Runtime (engine `onnx`) or native TensorRT (`tensorrt`) candidates, gated; the best is attached."""
+    import onnxruntime
 
-
-def _run_onnx(run: _Run) -> dict:
-    onnx_bytes = export_onnx(run.model_dir)
-    parity = _images_parity(run, onnxruntime_predictor(onnx_bytes), "ONNX Runtime CPU vs serving_images")
-    result = _outcome(
-        parity, "exported", engine="onnx", precision="FP32", saved_model="original", files=[ONNX_FILE],
-        note=NOT_SERVED_NOTE.format(what="ONNX", files=ONNX_FILE)
-        + ("" if run.config.precision == "FP32" else f" optimize.precision {run.config.precision} applies to TensorRT engines; the ONNX export is FP32."),
-    )
-    if parity.passed:
-        run.write_extra(ONNX_FILE, onnx_bytes)
-    return result
-
-
-def _run_tensorrt(run: _Run) -> dict:
-    onnx_bytes = export_onnx(run.model_dir)
-    plan = build_tensorrt_engine(onnx_bytes, precision=run.config.precision, batch_sizes=run.config.batch_sizes, image_shape=run.eval_inputs.images.shape[1:])
-    parity = _images_parity(run, tensorrt_predictor(plan), "TensorRT engine vs serving_images", batch_size=max(run.config.batch_sizes))
-    files = [ONNX_FILE, TENSORRT_PLAN]
-    result = _outcome(
-        parity, "exported", engine="tensorrt", precision=run.config.precision, saved_model="original", files=files,
-        batch_sizes=list(run.config.batch_sizes), note=NOT_SERVED_NOTE.format(what="TensorRT plans", files=" and ".join(files)),
-    )
-    if parity.passed:
-        run.write_extra(ONNX_FILE, onnx_bytes)
-        run.write_extra(TENSORRT_PLAN, plan)
-    return result
-
-
-ENGINE_RUNNERS: dict[str, Callable[[_Run], dict]] = {"tf-trt": _run_tf_trt, "onnx": _run_onnx, "tensorrt": _run_tensorrt}
+    try:
+        onnx_fp32 = export_onnx(run.model_dir, signature=signature)
+    except OnnxExportError as e:
+        if signature == IMAGES_SIGNATURE:
+            raise
+        return {"status": "kept_original", "engine": engine, "reason": str(e), "signatures": {signature: f"tensorflow: {e}"},
+                "unsupported_ops": e.unsupported_ops}
+    candidates = build_candidates(engine, run.config, onnx_fp32, run.eval_inputs, onnxruntime.get_available_providers())
+    reference, _ = saved_model_predictor(run.model_dir, signature)
+    results = gate_candidates(candidates, reference, run.eval_inputs, run.config)
+    best = choose(results)
+    tried = [public(r) for r in results]
+    if best is None:
+        reasons = "; ".join(r["reason"] for r in results)
+        gated = [r for r in tried if "gates" in r]
+        fastest = max(gated, key=lambda r: r["gates"]["speed"]["speedup"]["1"] * r["gates"]["speed"]["speedup"][str(run.config.timing_batch)], default=None)
+        return {"status": "kept_original", "engine": engine, "candidates": tried, "summary": summary_of(fastest) if fastest else None,
+                "reason": f"no optimized candidate passed every gate ({reasons}); the original model is served by TensorFlow"}
+    manifest = build_manifest(run.model_dir, signature, best, tried, accelerators)
+    labels = read_label_names(run.model_dir)
+    written = optimized.write_optimized(run.serving_out, manifest, best["candidate"].files, labels)
+    return {"status": "optimized", "engine": written["engine"], "precision": written["precision"], "saved_model": "original",
+            "artifact": os.path.join(optimized.OPTIMIZED_DIR, optimized.MANIFEST_FILE), "gates": written["gates"],
+            "candidates": tried, "signatures": written["signatures"], "summary": summary_of(written)}
 
 
 def choose_engine(requested: str, accelerators: Accelerators) -> tuple[str | None, str]:
-    """(engine to run, or None with the reason why none runs)."""
+    """(engine to run, or None with the reason why none runs).
+
+    `auto`: TF-TRT (TensorFlow <= 2.17 with TensorRT and a GPU), else native TensorRT (GPU +
+    tensorrt), else ONNX Runtime (CUDA EP on a GPU with onnxruntime-gpu, CPU EP elsewhere).
+    """
     if requested == "none":
         return None, "optimize.engine is 'none'"
     if requested == "auto":
@@ -147,7 +142,9 @@ def choose_engine(requested: str, accelerators: Accelerators) -> tuple[str | Non
             return "tf-trt", ""
         if accelerators.tensorrt_ready:
             return "tensorrt", ""
-        return None, f"no TensorRT path on this machine: {accelerators.describe()}"
+        if accelerators.onnx_ready:
+            return "onnx", ""
+        return None, f"no optimizing engine on this machine: {accelerators.describe()}"
     ready = {"tf-trt": accelerators.tf_trt_ready, "tensorrt": accelerators.tensorrt_ready, "onnx": accelerators.onnx_ready}[requested]
     return (requested, "") if ready else (None, f"engine {requested!r} was requested but cannot run here: {accelerators.describe()}")
 
@@ -161,12 +158,23 @@ def _engine_result(model_dir: str, eval_split_dir: str | None, output_uri: str, 
     if eval_split_dir is None:
         return {"status": "skipped", "engine": engine, "reason": f"the examples have no '{EVAL_SPLIT}' split, so parity cannot be checked; give ModelOptimizer examples with Split-{EVAL_SPLIT}"}
     try:
-        if IMAGES_SIGNATURE not in read_signature_defs(model_dir):
-            return {"status": "skipped", "engine": engine, "reason": f"the model has no {IMAGES_SIGNATURE} signature (a text model); the TensorRT and ONNX paths optimize image models only"}
-        eval_inputs = read_eval_inputs(eval_split_dir, max(config.parity_examples, config.calibration_examples), serving_image_shape(model_dir))
+        signatures = read_signature_defs(model_dir)
+        signature = IMAGES_SIGNATURE if IMAGES_SIGNATURE in signatures else TEXT_SIGNATURE if TEXT_SIGNATURE in signatures else None
+        if signature is None:
+            return {"status": "skipped", "engine": engine, "reason": f"the model has neither {IMAGES_SIGNATURE} nor {TEXT_SIGNATURE}; the optimizer starts from a raw-input signature"}
+        if engine == "tf-trt" and signature != IMAGES_SIGNATURE:
+            return {"status": "skipped", "engine": engine, "reason": f"the model has no {IMAGES_SIGNATURE} signature (a text model); TF-TRT here optimizes image models only"}
+        if engine == "tensorrt" and signature != IMAGES_SIGNATURE:
+            engine = "onnx"  # native TensorRT plans here take images; text goes through ONNX Runtime
+        image_shape = serving_image_shape(model_dir) if signature == IMAGES_SIGNATURE else None
+        limit = max(config.parity_examples, config.calibration_examples, config.accuracy_examples)
+        eval_inputs = read_eval_inputs(eval_split_dir, limit, image_shape)
         if len(eval_inputs) == 0:
             raise FileNotFoundError(f"{eval_split_dir} holds no examples")
-        return ENGINE_RUNNERS[engine](_Run(model_dir, output_uri, config, eval_inputs))
+        run = _Run(model_dir, output_uri, config, eval_inputs)
+        if engine == "tf-trt":
+            return _run_tf_trt(run)
+        return _run_onnx_engines(run, engine, accelerators, signature)
     except EngineUnsupportedError as e:
         return {"status": "skipped", "engine": engine, "reason": str(e)}
     except FileNotFoundError as e:
@@ -179,20 +187,23 @@ def _engine_result(model_dir: str, eval_split_dir: str | None, output_uri: str, 
 def run_optimizer(model_dir: str, eval_split_dir: str | None, output_uri: str, config: OptimizeConfig, *, blessed: bool = True, accelerators: Accelerators | None = None) -> dict[str, Any]:
     """Optimizes (or passes through) the SavedModel at `model_dir` into `<output_uri>/Format-Serving`.
 
+    Format-Serving starts as a copy of the original; an artifact that passed its gates is
+    added under `assets.extra/optimized/` (TF-TRT replaces the SavedModel instead).
     Returns the result dict that is also written to `<output_uri>/optimizer.json`.
     """
     accelerators = accelerators or detect_accelerators()
+    serving_out = os.path.join(output_uri, SERVING_DIR)
+    if tf.io.gfile.exists(serving_out):
+        tf.io.gfile.rmtree(serving_out)  # nothing half-written may be pushed
+    copy_tree(model_dir, serving_out)
     result = _engine_result(model_dir, eval_split_dir, output_uri, config, blessed, accelerators)
     result.setdefault("saved_model", "original")
-    result.update(engine_requested=config.engine, detected=accelerators.to_dict())
-    serving_out = os.path.join(output_uri, SERVING_DIR)
-    if result["saved_model"] == "original":
-        if tf.io.gfile.exists(serving_out):
-            tf.io.gfile.rmtree(serving_out)  # nothing half-written may be pushed
-        copy_tree(model_dir, serving_out)
+    result.update(engine_requested=config.engine, precision_requested=config.precision, detected=accelerators.to_dict())
+    if result["status"] != "optimized" or result.get("artifact") is None:
+        optimized.remove_optimized(serving_out)  # no artifact that did not pass its gates may be pushed
     write_bytes(os.path.join(output_uri, RESULT_FILE), json.dumps(result, indent=2, sort_keys=True))
-    if result["status"] in ("optimized", "exported"):
-        logging.info("[ModelOptimizer] %s with %s (%s): %s", result["status"], result["engine"], result["precision"], json.dumps(result["parity"]))
+    if result["status"] == "optimized":
+        logging.info("[ModelOptimizer] optimized with %s (%s): %s", result["engine"], result["precision"], json.dumps(result.get("summary") or result.get("parity")))
     else:
         logging.warning("[ModelOptimizer] %s: %s. The original model is passed through to %s.", result["status"], result["reason"], serving_out)
     return result

@@ -1,4 +1,8 @@
-"""ONNX export of the `serving_images` signature, ONNX Runtime on CPU, native TensorRT engines.
+"""ONNX export of the raw-input signatures, ONNX Runtime sessions, native TensorRT engines.
+
+`serving_text` is exported the same way where its ops convert; the text Transform's string
+ops (regex, lowercasing, splitting) have no ONNX Runtime kernels, so that export fails with
+OnnxExportError naming the ops (`unsupported_ops`) and the signature stays on TensorFlow.
 
 `serving_images` normally standardizes uint8 pixels directly, and the export starts at
 its input. A model whose Transform does not publish its pixel statistics PNG-encodes and
@@ -14,13 +18,16 @@ ONNX model takes the same uint8 [N, H, W, C] `images` and returns `probabilities
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from components.optimize.parity import Predictor
-from components.train.export import IMAGES_SIGNATURE
+from components.train.export import IMAGES_SIGNATURE, TEXT_SIGNATURE
+from serving.optimized import execution_providers
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -30,7 +37,14 @@ LOOP_OPS = frozenset({"While", "StatelessWhile"})
 
 
 class OnnxExportError(RuntimeError):
-    """The SavedModel could not be expressed as an ONNX graph ONNX Runtime accepts."""
+    """The SavedModel could not be expressed as an ONNX graph ONNX Runtime accepts.
+
+    `unsupported_ops`: the TensorFlow ops tf2onnx could not convert (empty if it was something else).
+    """
+
+    def __init__(self, message: str, unsupported_ops: Sequence[str] = ()):
+        super().__init__(message)
+        self.unsupported_ops = sorted(set(unsupported_ops))
 
 
 class EngineUnsupportedError(RuntimeError):
@@ -120,35 +134,98 @@ def images_subgraph_function(graph: ImagesGraph):
     return wrapped.prune(graph.input_tensor, graph.output_tensor)
 
 
-def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET) -> bytes:
-    """`serving_images` of a SavedModel -> serialized ONNX model (images uint8 -> probabilities f32)."""
+TEXT_INPUT_NAME = "text"
+INPUT_NAMES = {IMAGES_SIGNATURE: INPUT_NAME, TEXT_SIGNATURE: TEXT_INPUT_NAME}
+
+
+def text_subgraph(saved_model_dir: str) -> ImagesGraph:
+    """Freezes `serving_text` (strings in, probabilities out; the `classes` output is dropped)."""
+    from tf2onnx import tf_loader
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    if TEXT_SIGNATURE not in loaded.signatures:
+        raise OnnxExportError(f"{saved_model_dir} has no {TEXT_SIGNATURE!r} signature")
+    fn = loaded.signatures[TEXT_SIGNATURE]
+    probabilities = fn.outputs[sorted(fn.structured_outputs).index(OUTPUT_NAME)].name
+    input_names = [t.name for t in fn.inputs if t.dtype != tf.resource]
+    frozen = tf_loader.from_function(fn, input_names, [probabilities])
+    return ImagesGraph(frozen, input_names[0], probabilities, ())
+
+
+class _UnsupportedOps(logging.Handler):
+    """Collects the op names tf2onnx logs as 'Unsupported ops: Counter({...})' (it does not raise)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.ops: set[str] = set()
+        self.failed_nodes: set[str] = set()  # nodes whose op has a converter that failed (e.g. a lookup table)
+
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Unsupported ops"):
+            self.ops |= set(re.findall(r"'([A-Za-z0-9_]+)'", message))
+        elif message.startswith("Failed to convert node") and record.args:
+            self.failed_nodes.add(str(record.args[0]).rsplit("/", 1)[-1])
+
+
+def export_onnx(saved_model_dir: str, opset: int = ONNX_OPSET, signature: str = IMAGES_SIGNATURE) -> bytes:
+    """A raw-input signature of a SavedModel -> serialized ONNX model.
+
+    serving_images: `images` uint8 [N,H,W,C] -> `probabilities` f32 [N,K];
+    serving_text: `text` string [N] -> `probabilities` (raises OnnxExportError naming the ops
+    that have no conversion, which is the case for this project's text Transform).
+    """
     import onnxruntime
     import tf2onnx
 
-    graph = images_subgraph(saved_model_dir)
-    model_proto, _ = tf2onnx.convert.from_graph_def(
-        graph.graph_def,
-        input_names=[graph.input_tensor],
-        output_names=[graph.output_tensor],
-        opset=opset,
-        tensors_to_rename={graph.input_tensor: INPUT_NAME, graph.output_tensor: OUTPUT_NAME},
-    )
+    unsupported = _UnsupportedOps()
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    tf2onnx_logger.addHandler(unsupported)
+    try:
+        graph = images_subgraph(saved_model_dir) if signature == IMAGES_SIGNATURE else text_subgraph(saved_model_dir)
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph.graph_def,
+            input_names=[graph.input_tensor],
+            output_names=[graph.output_tensor],
+            opset=opset,
+            tensors_to_rename={graph.input_tensor: INPUT_NAMES[signature], graph.output_tensor: OUTPUT_NAME},
+        )
+    except OnnxExportError:
+        raise
+    except Exception as e:
+        raise OnnxExportError(f"{signature} of {saved_model_dir} could not be converted to ONNX: {type(e).__name__}: {e}"[:1000], unsupported.ops) from e
+    finally:
+        tf2onnx_logger.removeHandler(unsupported)
+    if unsupported.ops:
+        failed = f"; nodes {sorted(unsupported.failed_nodes)} failed to convert" if unsupported.failed_nodes else ""
+        raise OnnxExportError(f"{signature}: TensorFlow ops {sorted(unsupported.ops)} have no ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}){failed}; the signature stays on TensorFlow", unsupported.ops)
     onnx_bytes = model_proto.SerializeToString()
-    try:  # tf2onnx keeps going past unsupported ops; ONNX Runtime is the judge
+    try:  # tf2onnx keeps going past some failures; ONNX Runtime is the judge
         onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise OnnxExportError(f"the ONNX export of {saved_model_dir} does not load in ONNX Runtime: {e}") from e
+        raise OnnxExportError(f"the ONNX export of {signature} of {saved_model_dir} does not load in ONNX Runtime: {e}") from e
     return onnx_bytes
 
 
-def onnxruntime_predictor(onnx_bytes: bytes, threads: int = 0) -> Predictor:
-    """uint8 images -> probabilities with ONNX Runtime on CPU (threads=0: ONNX Runtime's default)."""
+def onnxruntime_session(onnx_bytes: bytes, providers: Sequence[str] | None = None, threads: int = 0):
+    """An ONNX Runtime session on the best available providers (TensorRT EP, CUDA EP, CPU EP).
+
+    threads=0: ONNX Runtime's default intra-op thread count (one per physical core).
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(images, np.uint8)})[0]
+    providers = list(providers) if providers is not None else execution_providers(onnxruntime.get_available_providers())
+    return onnxruntime.InferenceSession(onnx_bytes, options, providers=providers)
+
+
+def onnxruntime_predictor(onnx_bytes: bytes, threads: int = 0, providers: Sequence[str] | None = None) -> Predictor:
+    """Raw inputs (uint8 images or strings) -> probabilities with ONNX Runtime (CPU EP unless providers say)."""
+    session = onnxruntime_session(onnx_bytes, providers or ["CPUExecutionProvider"], threads)
+    (inp,) = session.get_inputs()
+    dtype = np.uint8 if inp.type == "tensor(uint8)" else object
+    return lambda batch: session.run([OUTPUT_NAME], {inp.name: np.asarray(batch, dtype)})[0]
 
 
 # ---- Native TensorRT (NVIDIA GPU, `tensorrt` 10.x; see requirements-gpu.txt) ----
@@ -162,10 +239,7 @@ def build_tensorrt_engine(onnx_bytes: bytes, *, precision: str, batch_sizes: Seq
     """
     import tensorrt as trt
 
-    if precision == "INT8":
-        raise EngineUnsupportedError("native TensorRT INT8 needs an explicitly quantized (Q/DQ) ONNX model, which this component does not produce; use precision FP16, or engine tf-trt for calibrated INT8")
-    if precision == "FP16" and not hasattr(trt.BuilderFlag, "FP16"):
-        raise EngineUnsupportedError(f"tensorrt {trt.__version__} has no BuilderFlag.FP16 (removed in TensorRT 11); install the tensorrt-cu12 10.x pin from requirements-gpu.txt or use precision FP32")
+    settings = tensorrt_build_settings(precision, batch_sizes, image_shape, builder_flags=dir(trt.BuilderFlag), tensorrt_version=trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -174,16 +248,33 @@ def build_tensorrt_engine(onnx_bytes: bytes, *, precision: str, batch_sizes: Seq
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise OnnxExportError(f"TensorRT could not parse the ONNX model: {errors}")
     config = builder.create_builder_config()
-    if precision == "FP16":
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in settings["flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
-    shape = tuple(int(d) for d in image_shape)
-    profile.set_shape(INPUT_NAME, (min(batch_sizes), *shape), (max(batch_sizes), *shape), (max(batch_sizes), *shape))
+    profile.set_shape(INPUT_NAME, *settings["profile"])
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine; its log above says why")
     return bytes(plan)
+
+
+def tensorrt_build_settings(precision: str, batch_sizes: Sequence[int], image_shape: Sequence[int], *, builder_flags: Sequence[str], tensorrt_version: str) -> dict:
+    """What build_tensorrt_engine asks TensorRT for: builder flags and the (min, opt, max) input shapes.
+
+    Pure (no GPU needed), so the arguments are unit-tested. Raises EngineUnsupportedError for
+    INT8 (needs a Q/DQ model) and for FP16 on TensorRT 11+ (no BuilderFlag.FP16).
+
+        tensorrt_build_settings("FP16", (1, 32), (8, 8, 1), builder_flags=["FP16"], tensorrt_version="10.16")
+        # {"flags": ["FP16"], "profile": ((1, 8, 8, 1), (32, 8, 8, 1), (32, 8, 8, 1))}
+    """
+    if precision == "INT8":
+        raise EngineUnsupportedError("native TensorRT INT8 needs an explicitly quantized (Q/DQ) ONNX model and TensorRT's explicit quantization, which this component does not build; the ONNX Runtime INT8 candidate covers INT8")
+    if precision == "FP16" and "FP16" not in builder_flags:
+        raise EngineUnsupportedError(f"tensorrt {tensorrt_version} has no BuilderFlag.FP16 (removed in TensorRT 11); install the tensorrt-cu12 10.x pin from requirements-gpu.txt or use precision FP32")
+    shape = tuple(int(d) for d in image_shape)
+    low, high = min(batch_sizes), max(batch_sizes)
+    return {"flags": ["FP16"] if precision == "FP16" else [], "profile": ((low, *shape), (high, *shape), (high, *shape))}
 
 
 def _cudart():

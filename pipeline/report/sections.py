@@ -196,6 +196,23 @@ def _outcome(key: str) -> Renderer:
     return render
 
 
+_OPTIMIZER_SUMMARY = (("engine", "engine"), ("precision", "precision"), ("parity_top1_agreement", "parity: top-1 agreement"),
+                      ("parity_max_prob_diff", "parity: max probability difference"), ("accuracy_delta", "eval accuracy delta"))
+
+
+def _optimizer(record: dict, base_dir: str) -> Safe:
+    """The optimizer outcome, its headline numbers first (engine, precision, parity, accuracy delta, speedups)."""
+    outcome = _field(record, "optimizer", dict)
+    summary = outcome.get("summary")
+    if not isinstance(summary, dict):
+        return _outcome("optimizer")(record, base_dir)
+    rows = [(label, summary.get(key)) for key, label in _OPTIMIZER_SUMMARY]
+    rows += [(f"speedup at batch {k[len('speedup_batch'):]}", v) for k, v in summary.items() if k.startswith("speedup_batch")]
+    title = "chosen artifact" if outcome.get("status") == "optimized" else "fastest candidate (not used)"
+    rest = {k: v for k, v in outcome.items() if k != "summary"}
+    return Safe(subsection("optimizer-summary", title, table(["number", "value"], rows)) + _outcome("optimizer")({"optimizer": rest}, base_dir))
+
+
 def _pushed(record: dict, base_dir: str) -> Safe:
     if "pushed" not in record:
         raise Unavailable("the run record has no 'pushed'")
@@ -231,7 +248,7 @@ SECTIONS: list[tuple[str, str, Renderer]] = [
     ("test", "Test split evaluation", _test),
     ("augmentation", "Augmentation preview", _augmentation),
     ("thresholds", "Evaluation thresholds", _thresholds),
-    ("optimizer", "Inference optimizer", _outcome("optimizer")),
+    ("optimizer", "Inference optimizer", _optimizer),
     ("infra", "Infra validation", _outcome("infra")),
     ("pushed", "Pushed model", _pushed),
     ("lineage", "Config and lineage", _lineage),

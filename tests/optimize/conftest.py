@@ -104,3 +104,48 @@ def accelerators():
 
     return detect_accelerators()
 
+
+
+REVIEWS = [(b"A good movie, really good!", 1), (b"bad. Bad acting<br />and a bad plot", 0), (b"good fun", 1), (b"so bad", 0)]
+
+
+class _TextModule(tf.Module):
+    """A tiny text classifier behind `serving_text`, tokenizing with the project's Transform code."""
+
+    def __init__(self):
+        super().__init__()
+        words = tf.constant(["good", "bad", "movie"])
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(words, tf.constant([2, 3, 4], tf.int64)), default_value=1)
+        self.embedding = tf.Variable([[0.0, 0.0], [0.0, 0.0], [-1.0, 1.0], [1.0, -1.0], [0.0, 0.0]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text):
+        from components.transform.preprocessing import tokenize
+
+        ids = self.table.lookup(tokenize(text)).to_tensor(shape=[None, 8])
+        probs = tf.nn.softmax(tf.reduce_sum(tf.gather(self.embedding, ids), axis=1))
+        return {"probabilities": probs, "classes": tf.tile(tf.constant([["neg", "pos"]]), [tf.shape(probs)[0], 1])}
+
+
+@pytest.fixture(scope="session")
+def text_saved_model_dir(tmp_path_factory) -> str:
+    """A SavedModel with a `serving_text` signature (strings in) and its label asset."""
+    path = str(tmp_path_factory.mktemp("text") / "Format-Serving")
+    module = _TextModule()
+    tf.saved_model.save(module, path, signatures={"serving_text": module.serve_text.get_concrete_function()})
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    with open(os.path.join(path, "assets", "label_names.txt"), "w") as f:
+        f.write("neg\npos\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def text_eval_split_dir(tmp_path_factory) -> str:
+    split_dir = str(tmp_path_factory.mktemp("text_examples") / "Split-eval")
+    os.makedirs(split_dir)
+    with tf.io.TFRecordWriter(os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"), options="GZIP") as writer:
+        for text, label in REVIEWS:
+            features = {"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    return split_dir
