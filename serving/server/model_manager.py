@@ -40,6 +40,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server.backends import BackendOptions
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, ok_status_proto
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
@@ -67,6 +68,7 @@ class ManagerOptions:
         max_request_rows: most rows (dim 0 / tf.Examples) in one request.
         load_budget_seconds: a poll or reload starts no new load or retry after this long;
             the remaining versions are loaded by the next polls.
+        backends: which backend serves each signature (--backend; serving/server/backends).
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -77,6 +79,7 @@ class ManagerOptions:
     max_tensor_bytes: int = 64 << 20
     max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
     load_budget_seconds: float = 30.0
+    backends: BackendOptions = BackendOptions()
 
     def __post_init__(self):
         if not self.load_budget_seconds > 0:
@@ -315,7 +318,7 @@ class ModelManager:
         for attempt in range(attempts):
             try:
                 loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
-                                            self.options.max_request_rows)
+                                            self.options.max_request_rows, self.options.backends)
                 warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)
@@ -326,7 +329,8 @@ class ModelManager:
                 entry.state, entry.dir_stamp = State.END, _dir_stamp(path)
                 return
             entry.loaded, entry.error, entry.state = loaded, None, State.AVAILABLE
-            _log.info("model %s version %d is AVAILABLE (%s; %d warmup requests)", model.name, version, path, warmed)
+            _log.info("model %s version %d is AVAILABLE (%s; %d warmup requests)%s", model.name, version, path, warmed,
+                      f"; {loaded.backends.status}" if loaded.backends.status else "")
             self._publish(model)
             return
 
@@ -433,6 +437,8 @@ class ModelManager:
         for entry in entries:
             status = response.model_version_status.add(version=entry.version, state=entry.state)
             status.status.CopyFrom(entry.error.to_status_proto() if entry.error else ok_status_proto())
+            if entry.error is None and entry.loaded is not None and entry.loaded.backends.status:
+                status.status.error_message = entry.loaded.backends.status  # code OK: which backend serves what
         return response
 
     def loaded_versions(self) -> list:

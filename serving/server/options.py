@@ -14,6 +14,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 # max_batch_size (64) and far above any online request; one value can fill a TensorProto's
 # whole shape, so without a limit a 139-byte request describes a million rows.
 DEFAULT_MAX_REQUEST_ROWS = 65536
+BACKENDS = ("auto", "tensorflow", "onnxruntime")  # serving/server/backends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ class ServerOptions:
     enable_model_config_reload: bool = True
     allowed_model_base_path_roots: str = ""  # comma-separated; start-up base paths are always allowed
     load_budget_seconds: float = 30.0
+    # Backends (this server's; see serving/server/backends and docs/serving-server.md).
+    backend: str = "auto"  # auto | tensorflow | onnxruntime
+    onnxruntime_intra_op_threads: int = 0  # 0 = --tensorflow_intra_op_parallelism if set, else ONNX Runtime's default
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -77,6 +81,10 @@ class ServerOptions:
             raise ValueError(f"--engine={self.engine!r}: use 'embedded' or 'tfserving'")
         if not self.load_budget_seconds > 0:
             raise ValueError(f"--load_budget_seconds={self.load_budget_seconds} must be > 0 (e.g. 30)")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend={self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.onnxruntime_intra_op_threads < 0:
+            raise ValueError(f"--onnxruntime_intra_op_threads={self.onnxruntime_intra_op_threads} must be >= 0 (0 = default)")
 
     @property
     def max_body_bytes(self) -> int:
@@ -138,6 +146,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(anything else gets PERMISSION_DENIED)")
     add("--load_budget_seconds", type=float, default=d["load_budget_seconds"].default,
         help="a poll or reload starts no new load or retry after this many seconds; later polls load the rest")
+    # Backends (this server's own flags; see docs/serving-server.md).
+    add("--backend", choices=BACKENDS, default=d["backend"].default,
+        help="auto: serve a version's gated optimized artifact (assets.extra/optimized) with ONNX Runtime, TensorFlow "
+             "where it has none or it is invalid; tensorflow: never use it; onnxruntime: require it (versions "
+             "without a valid artifact fail to load)")
+    add("--onnxruntime_intra_op_threads", type=int, default=0,
+        help="ONNX Runtime intra-op threads per session (0 = --tensorflow_intra_op_parallelism if set, else one per core)")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:

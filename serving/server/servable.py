@@ -2,6 +2,7 @@
 
     version = LoadedVersion.load("digits", 3, "/models/digits/3", batching=BatchingOptions())
     version.signature("serving_images").run({"images": images})
+    version.backends.status   # which backend serves each signature (serving/server/backends)
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving.server.backends import BackendChoice, BackendOptions, choose_backends
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, clip
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
@@ -38,7 +40,7 @@ class LoadedVersion:
     """
 
     def __init__(self, name: str, version: int, path: str, loaded, signature_defs, batching: BatchingOptions | None,
-                 max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS):
+                 max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, backends: BackendChoice | None = None):
         self.name = name
         self.version = version
         self.path = path
@@ -47,18 +49,22 @@ class LoadedVersion:
         for key, signature_def in signature_defs.items():
             self.signature_def_map.signature_def[key].CopyFrom(signature_def)
         self.limits = RequestLimits(max_rows=max_request_rows, max_bytes=max_tensor_bytes)
+        self.backends = backends or BackendChoice({})  # per-signature backend; status line for GetModelStatus
         self.signatures = {
-            key: Signature(key, signature_defs[key], loaded.signatures[key], batching, self.limits)
+            key: Signature(key, signature_defs[key], loaded.signatures[key], batching, self.limits, self.backends.backends.get(key))
             for key in loaded.signatures.keys()
             if key in signature_defs
         }
 
     @classmethod
     def load(cls, name: str, version: int, path: str, batching: BatchingOptions | None = None,
-             max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS) -> "LoadedVersion":
+             max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS,
+             backend_options: BackendOptions = BackendOptions()) -> "LoadedVersion":
         signature_defs = read_signature_defs(path)
         loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
-        return cls(name, version, path, loaded, signature_defs, batching, max_tensor_bytes, max_request_rows)
+        served = [key for key in loaded.signatures.keys() if key in signature_defs]
+        backends = choose_backends(path, served, signature_defs, backend_options)
+        return cls(name, version, path, loaded, signature_defs, batching, max_tensor_bytes, max_request_rows, backends)
 
     def signature(self, name: str) -> Signature:
         """The signature `name` ('' means serving_default); INVALID_ARGUMENT if absent."""

@@ -24,6 +24,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server.backends import BackendOptions
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError
 from serving.server.grpc_services import ModelServicer, PredictionServicer
@@ -74,6 +75,12 @@ def _batching(options: ServerOptions) -> BatchingOptions | None:
     return BatchingOptions()
 
 
+def backend_options(options: ServerOptions) -> BackendOptions:
+    """--backend; ONNX Runtime threads: --onnxruntime_intra_op_threads, else TF's intra-op flag."""
+    threads = options.onnxruntime_intra_op_threads or options.tensorflow_intra_op_parallelism
+    return BackendOptions(mode=options.backend, onnxruntime_intra_op_threads=threads)
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -98,6 +105,7 @@ class ModelServer:
             max_tensor_bytes=4 * options.grpc_max_message_bytes,
             max_request_rows=options.max_request_rows,
             load_budget_seconds=options.load_budget_seconds,
+            backends=backend_options(options),
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None

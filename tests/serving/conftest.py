@@ -5,6 +5,7 @@ import pytest
 
 from serving.server import ModelServer, ServerOptions
 from serving.server.model_manager import ManagerOptions
+from serving.server.server import backend_options
 from serving.server.batching import BatchingOptions
 from tests.serving import helpers
 
@@ -19,13 +20,19 @@ def exported(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def optimized_export(exported, tmp_path_factory):
+    """Version 1's SavedModel plus a real ONNX artifact from the ModelOptimizer (assets.extra/optimized)."""
+    return helpers.optimize_version(exported[1], str(tmp_path_factory.mktemp("optimized")))
+
+
 def start_server(base_path: str, *, poll: float = 0.1, batching: BatchingOptions | None = BatchingOptions(), **options):
     """An in-process server on ephemeral ports (gRPC and REST) serving `digits`."""
     server_options = ServerOptions(model_name="digits", model_base_path=base_path, port=0, rest_api_port=-1,
                                    file_system_poll_wait_seconds=poll, **options)
     manager_options = ManagerOptions(
         file_system_poll_wait_seconds=poll, max_num_load_retries=0, batching=batching,
-        max_tensor_bytes=4 * server_options.grpc_max_message_bytes,
+        max_tensor_bytes=4 * server_options.grpc_max_message_bytes, backends=backend_options(server_options),
     )
     return ModelServer(server_options, manager_options).start()
 
