@@ -38,11 +38,29 @@ def start_server(base_path: str, *, poll: float = 0.1, batching: BatchingOptions
 
 
 @pytest.fixture(scope="module")
-def server(exported, tmp_path_factory):
+def serving_backend():
+    """The --backend of the shared `server`; a module parametrizes it to run its tests on every backend:
+
+        @pytest.fixture(scope="module", params=BACKENDS_UNDER_TEST)
+        def serving_backend(request): return request.param
+    """
+    return "tensorflow"
+
+
+BACKENDS_UNDER_TEST = ("tensorflow", "onnxruntime")
+
+
+def version_one(request, backend: str) -> str:
+    """Version 1 of `digits` for `backend`: with its optimized artifact for onnxruntime."""
+    return request.getfixturevalue("optimized_export") if backend == "onnxruntime" else request.getfixturevalue("exported")[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, serving_backend, request):
     """A shared server with version 1 of `digits`, for tests that do not change versions."""
     base = tmp_path_factory.mktemp("shared") / "digits"
-    helpers.push_version(exported[1], str(base), 1)
-    running = start_server(str(base))
+    helpers.push_version(version_one(request, serving_backend), str(base), 1)
+    running = start_server(str(base), backend=serving_backend)
     yield running
     running.stop(grace=1.0)
 
