@@ -4,14 +4,20 @@
 
 Two models exported with the serving contract (components.train.export): the digits CNN
 (`create_model("digits_cnn")`, 8x8x1) and ResNet-20 (`create_model("resnet20")`,
-32x32x3, random weights). For each:
+32x32x3, random weights), each given its optimized ONNX artifact by the project's
+ModelOptimizer (components/optimize: FP32 ONNX Runtime, parity and accuracy gates on a
+synthetic eval split; the speed gate is reported, not required, so both backends always
+run). Both backends serve them: `--backend=tensorflow` and `--backend=onnxruntime`.
+For each:
 
 * in-process: images/s calling the `serving_images` signature directly, at batch 1 and
   at each batch size up to 128, plus per-call latency. Measured in fresh processes, with
   TensorFlow's default threads and with the server's (1 intra-op, 1 inter-op thread),
   each both through the signature's `__call__` and through the server's own call path
-  (`Signature.call`: flat arguments, no gRPC, no batching); the reference for every goal
-  is the best of those four (highest images/s, lowest latency), per batch size;
+  (`Signature.call`: flat arguments, no gRPC, no batching), and the ONNX Runtime backend's
+  call (`Signature.call` on the artifact; 1 intra-op thread with the server's threads,
+  ONNX Runtime's default otherwise); references: the best engine (best of all variants)
+  and TensorFlow's best (TF variants only), per batch size;
 * grpcio floor: a server process whose Predict returns a prebuilt response without any
   model work, at 1 and 32 clients, so the gRPC cost in the same run is known;
 * server: `python -m serving serve` in its own process, driven by closed-loop clients in
@@ -20,9 +26,10 @@ Two models exported with the serving contract (components.train.export): the dig
   concurrent clients, with batching on and off; server and client CPU are measured;
 * added latency: one client's round trip minus the in-process batch-1 call (p50, p99).
 
-Goals (ratios in one run): ResNet-20 server@32 / in-process best batch >= 0.8; digits CNN
-server@32 / in-process batch 1 >= 2.0; added latency at one client p50 <= 0.5 ms and
-p99 <= 2 ms. Results: bench/results/serving.json and docs/bench-serving.md.
+Goals (issue 16; ratios in one run): ResNet-20 server@32 (batching on) >= 1.0x TensorFlow's
+in-process best and >= 0.6x the best engine's; digits CNN server@32 >= 0.9x the no-model
+grpcio floor@32; one client p50 <= floor p50 + best engine batch-1 p50 + 0.25 ms.
+Results: bench/results/serving.json and docs/bench-serving.md.
 """
 from __future__ import annotations
 
@@ -67,6 +74,12 @@ BATCHING_TEXT = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 100
 # the digits CNN at 1 client, 141 -> 407 req/s and 3.9 -> 1.9 ms of server CPU per request.
 SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
 THREAD_CONFIGS = {"tf_default_threads": (0, 0), "server_threads": (1, 1)}
+BACKENDS = ("tensorflow", "onnxruntime")
+# ONNX Runtime in the server: one intra-op thread per session call, for the same reason as
+# TF's one thread: two batch threads already keep both cores busy, and a second ORT thread
+# per call would fight them and the gRPC threads (see docs/bench-serving.md).
+BACKEND_FLAGS = {"tensorflow": ("--backend=tensorflow",), "onnxruntime": ("--backend=onnxruntime", "--onnxruntime_intra_op_threads=1")}
+SERVER_MODES = {"batching_on": CLIENT_COUNTS, "batching_off": (1, 32)}
 IDLE_GAP_S = 0.002
 
 
@@ -82,9 +95,40 @@ def export_models(root: str) -> dict:
     for name, shape in MODELS.items():
         base = os.path.join(root, name)
         model = create_model(name, shape, num_classes=10)
-        export_serving_model(model, os.path.join(base, "1"), image_shape=shape, label_names=[str(i) for i in range(10)])
+        plain = os.path.join(root, f"{name}-plain")
+        export_serving_model(model, plain, image_shape=shape, label_names=[str(i) for i in range(10)])
+        optimize(plain, shape, os.path.join(root, f"{name}-optimizer"), os.path.join(base, "1"))
         paths[name] = base
     return paths
+
+
+def optimize(saved_model: str, shape: tuple, workdir: str, version_dir: str) -> None:
+    """The ModelOptimizer's real artifact for `saved_model`, copied in as `version_dir`.
+
+    Random weights have no real eval split: 256 random images with random labels stand in
+    (the accuracy gate compares the artifact with the SavedModel on them, both at chance).
+    """
+    import shutil
+
+    import tensorflow as tf
+
+    from components.optimize.config import validate_optimize_config
+    from components.optimize.executor import run_optimizer
+
+    rng = np.random.default_rng(3)
+    split = os.path.join(workdir, "examples", "Split-eval")
+    os.makedirs(split)
+    with tf.io.TFRecordWriter(os.path.join(split, "data_tfrecord-00000-of-00001.gz"), options="GZIP") as writer:
+        for _ in range(256):
+            image = rng.integers(0, 256, shape, dtype=np.uint8)
+            features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(image).numpy()])),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(rng.integers(0, 10))]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    config = validate_optimize_config({"engine": "onnx", "precision": "FP32", "min_speedup": 0.0, "timing_seconds": 0.5, "timing_batch": 64})
+    result = run_optimizer(saved_model, split, workdir, config)
+    if result["status"] != "optimized":
+        raise RuntimeError(f"the optimizer made no artifact for {saved_model}: {result.get('reason')}")
+    shutil.copytree(os.path.join(workdir, "Format-Serving"), version_dir)
 
 
 def _percentiles(seconds: list) -> dict:
@@ -111,21 +155,25 @@ def _in_process_worker(version_dir: str, shape: tuple, seconds: float, threads: 
         tf.config.threading.set_intra_op_parallelism_threads(threads[0])
     if threads[1]:
         tf.config.threading.set_inter_op_parallelism_threads(threads[1])
+    from serving.server.backends import BackendOptions
     from serving.server.servable import LoadedVersion
 
     function = tf.saved_model.load(version_dir).signatures[IMAGES_SIGNATURE]
-    signature = LoadedVersion.load("bench", 1, version_dir).signature(IMAGES_SIGNATURE)
+    signature = LoadedVersion.load("bench", 1, version_dir, backend_options=BackendOptions("tensorflow")).signature(IMAGES_SIGNATURE)
+    ort = LoadedVersion.load("bench", 1, version_dir, backend_options=BackendOptions("onnxruntime", threads[0])).signature(IMAGES_SIGNATURE)
     rng = np.random.default_rng(0)
     result = {}
-    for path in ("signature_call", "server_call_path"):
+    for path in ("signature_call", "server_call_path", "onnxruntime_call"):
         by_batch, latency = {}, None
         for batch in BATCH_SIZES:
             array = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
             if path == "signature_call":  # the usual in-process call; outputs fetched as numpy
                 images = tf.constant(array)
                 call = lambda: {key: value.numpy() for key, value in function(images=images).items()}  # noqa: E731
-            else:  # what the server runs per batch: numpy in, numpy out
+            elif path == "server_call_path":  # what the server runs per batch: numpy in, numpy out
                 call = lambda: signature.call({"images": array})  # noqa: E731
+            else:  # the ONNX Runtime backend's call on the optimized artifact
+                call = lambda: ort.call({"images": array})  # noqa: E731
             calls = _time_calls(call, seconds / 4)
             by_batch[batch] = batch * len(calls) / sum(calls)
             if batch == 1:
@@ -163,12 +211,14 @@ def in_process_reference(runs: list) -> dict:
     idle = {config: {k: float(np.mean([run[config]["server_call_path_after_idle"]["batch1_latency"][k] for run in runs]))
                      for k in ("p50_ms", "p99_ms")} for config in runs[0]}
     for config in runs[0]:
-        for path in ("signature_call", "server_call_path"):
+        for path in ("signature_call", "server_call_path", "onnxruntime_call"):
             parts = [run[config][path] for run in runs]
             variants[f"{config}/{path}"] = {
                 "images_per_s_by_batch": {b: float(np.mean([p["images_per_s_by_batch"][b] for p in parts])) for b in parts[0]["images_per_s_by_batch"]},
                 "batch1_latency": {k: float(np.mean([p["batch1_latency"][k] for p in parts])) for k in parts[0]["batch1_latency"]},
             }
+    tf_by_batch = {b: max(v["images_per_s_by_batch"][b] for k, v in variants.items() if "onnxruntime" not in k) for b in BATCH_SIZES}
+    tf_best = max(tf_by_batch, key=tf_by_batch.get)
     by_batch = {b: max(v["images_per_s_by_batch"][b] for v in variants.values()) for b in BATCH_SIZES}
     best = max(by_batch, key=by_batch.get)
     latency = {k: min(v["batch1_latency"][k] for v in variants.values()) for k in ("p50_ms", "p99_ms")}
@@ -178,7 +228,7 @@ def in_process_reference(runs: list) -> dict:
             "best_images_per_s": by_batch[best], "batch1_latency": latency,
             "batch1_source": source(1), "best_source": source(best),
             "latency_p50_source": min(variants, key=lambda name: variants[name]["batch1_latency"]["p50_ms"]),
-            "batch1_latency_after_idle": idle}
+            "batch1_latency_after_idle": idle, "tensorflow_best_batch": tf_best, "tensorflow_best_images_per_s": tf_by_batch[tf_best]}
 
 
 # -- grpcio floor: the same RPC with no model work ------------------------------------------
@@ -308,7 +358,7 @@ def one_image_request(model: str, shape: tuple) -> bytes:
 
 # -- server process ----------------------------------------------------------------------
 def start_server(config_file: str, batching: bool, batching_file: str, models: Sequence[str], log_path: str,
-                 timeout_seconds: float = 300) -> ModelServerProcess:
+                 timeout_seconds: float = 300, backend: str = "tensorflow") -> ModelServerProcess:
     """`python -m serving serve` (serving/launcher.py) on free ports, once every model is AVAILABLE.
 
     `server.port` is gRPC, `server.rest_port` REST, `server.pid` the process; stop it with `server.stop()`.
@@ -316,7 +366,7 @@ def start_server(config_file: str, batching: bool, batching_file: str, models: S
     import grpc
 
     flags = [f"--model_config_file={config_file}", f"--enable_batching={'true' if batching else 'false'}",
-             "--file_system_poll_wait_seconds=30", *SERVER_FLAGS]
+             "--file_system_poll_wait_seconds=30", *SERVER_FLAGS, *BACKEND_FLAGS[backend]]
     if batching:
         flags.append(f"--batching_parameters_file={batching_file}")
     server = ModelServerProcess(None, None, log_path, rest=True, flags=flags, engine="embedded").__enter__()
@@ -359,51 +409,73 @@ def write_config(paths: dict, root: str) -> str:
 
 
 # -- report ------------------------------------------------------------------------------
+LATENCY_SLACK_MS = 0.25  # the handler, batcher and backend hand-off may add this much (issue 16)
+
+
 def ratios(result: dict) -> dict:
+    """Per model and backend: the goal quantities of issue 16."""
     out = {}
     for name, model in result["models"].items():
-        inproc = model["in_process"]
-        at32 = model["server"]["batching_on"]["32"]["images_per_s"]
-        one = model["server"]["batching_on"]["1"]
-        out[name] = {
-            "server32_over_inprocess_best": at32 / inproc["best_images_per_s"],
-            "server32_over_inprocess_batch1": at32 / inproc["batch1_images_per_s"],
-            "added_latency_p50_ms": one["p50_ms"] - inproc["batch1_latency"]["p50_ms"],
-            "added_latency_p99_ms": one["p99_ms"] - inproc["batch1_latency"]["p99_ms"],
-        }
+        inproc, floor = model["in_process"], model.get("grpc_floor") or {}
+        out[name] = {}
+        for backend, modes in model["server"].items():
+            at32, one = modes["batching_on"]["32"]["images_per_s"], modes["batching_on"]["1"]
+            out[name][backend] = {
+                "server32_over_tensorflow_best": at32 / inproc["tensorflow_best_images_per_s"],
+                "server32_over_best_engine": at32 / inproc["best_images_per_s"],
+                "server32_over_floor32": at32 / floor["32"]["images_per_s"] if floor else float("nan"),
+                "p50_1client_ms": one["p50_ms"],
+                "p50_budget_ms": (floor["1"]["p50_ms"] if floor else float("nan")) + inproc["batch1_latency"]["p50_ms"] + LATENCY_SLACK_MS,
+            }
     return out
+
+
+GOALS = [  # (model or None = every model, goal, key, target or None = the key's budget, sense)
+    ("resnet20", "server@32 / TensorFlow in-process best", "server32_over_tensorflow_best", 1.0, ">="),
+    ("resnet20", "server@32 / best engine in-process best", "server32_over_best_engine", 0.6, ">="),
+    ("digits_cnn", "server@32 / grpcio floor@32", "server32_over_floor32", 0.9, ">="),
+    (None, "1-client p50 ms <= floor p50 + best engine batch-1 p50 + 0.25", "p50_1client_ms", None, "<="),
+]
 
 
 def markdown(result: dict, command: str) -> str:
     lines = [
-        "## Serving benchmark (embedded server)", "",
+        "## Serving benchmark (embedded server, both backends)", "",
         f"Command: `{command}` ({result['machine']}; one run, {result['seconds']} s per point; "
         "server and client processes share the same cores; in-process numbers are the mean of a run "
         f"before and one after the server runs; 1-min load average {result.get('load_average_at_start', float('nan')):.1f} "
         f"at start, {result.get('load_average_at_end', float('nan')):.1f} at end).", "",
-        f"Server: `python -m serving serve {' '.join(result.get('server_flags', []))}`, batching parameters "
-        f"`{' '.join(result['batching_parameters'].split())}` when on. Clients: closed loop, up to "
+        f"Server: `python -m serving serve {' '.join(result.get('server_flags', []))}` plus, per backend, "
+        + ", ".join(f"{b}: `{' '.join(f)}`" for b, f in BACKEND_FLAGS.items())
+        + f"; batching parameters `{' '.join(result['batching_parameters'].split())}` when on. Both backends serve the same "
+        "version directories (SavedModel + the optimizer's FP32 ONNX artifact). Clients: closed loop, up to "
         f"{MAX_CLIENT_PROCESSES} processes, each one asyncio loop (grpc.aio) with its share of the clients, "
         "sending one pre-serialized one-image PredictRequest; no TensorFlow in the client processes.", "",
-        "| model | mode | clients | images/s | p50 ms | p99 ms | errors | mean batch | server CPU (cores) | client CPU (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | backend | mode | clients | images/s | p50 ms | p99 ms | errors | mean batch | server CPU (cores) | client CPU (cores) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    def point_row(name, label, clients, point, batch):
-        return (f"| {name} | {label} | {clients} | {point['images_per_s']:.0f} | {point['p50_ms']:.2f} | {point['p99_ms']:.2f} | "
+
+    def point_row(name, backend, label, clients, point, batch):
+        return (f"| {name} | {backend} | {label} | {clients} | {point['images_per_s']:.0f} | {point['p50_ms']:.2f} | {point['p99_ms']:.2f} | "
                 f"{point['errors']} | {batch} | {point['server_cpu_cores']:.2f} | {point['client_cpu_cores']:.2f} |")
 
     for name, model in result["models"].items():
         inproc = model["in_process"]
-        lines.append(f"| {name} | in-process batch 1 (reference) | - | {inproc['batch1_images_per_s']:.0f} | "
+        engine = lambda source: "onnxruntime" if "onnxruntime" in source else "tensorflow"  # noqa: E731
+        lines.append(f"| {name} | {engine(inproc['batch1_source'])} | in-process batch 1, best engine (reference) | - | {inproc['batch1_images_per_s']:.0f} | "
                      f"{inproc['batch1_latency']['p50_ms']:.2f} | {inproc['batch1_latency']['p99_ms']:.2f} | - | 1 | - | - |")
-        lines.append(f"| {name} | in-process batch {inproc['best_batch']} (best; reference) | - | {inproc['best_images_per_s']:.0f} | - | - | - | {inproc['best_batch']} | - | - |")
-        for mode in ("batching_on", "batching_off"):
-            for clients, point in model["server"][mode].items():
-                lines.append(point_row(name, f"server, {mode.replace('_', ' ')}", clients, point, f"{point['mean_batch_rows']:.1f}"))
+        lines.append(f"| {name} | {engine(inproc['best_source'])} | in-process batch {inproc['best_batch']}, best engine (reference) | - | "
+                     f"{inproc['best_images_per_s']:.0f} | - | - | - | {inproc['best_batch']} | - | - |")
+        lines.append(f"| {name} | tensorflow | in-process batch {inproc['tensorflow_best_batch']}, TensorFlow best (reference) | - | "
+                     f"{inproc['tensorflow_best_images_per_s']:.0f} | - | - | - | {inproc['tensorflow_best_batch']} | - | - |")
+        for backend, modes in model["server"].items():
+            for mode, points in modes.items():
+                for clients, point in points.items():
+                    lines.append(point_row(name, backend, f"server, {mode.replace('_', ' ')}", clients, point, f"{point['mean_batch_rows']:.1f}"))
         for clients, point in model.get("grpc_floor", {}).items():
-            lines.append(point_row(name, "grpcio floor (no model)", clients, point, "-"))
-    lines += ["", "In-process variants (each the mean of its two runs; the reference above takes the best per column):", "",
-              "| model | TF threads / call path | batch 1 images/s | batch 1 p50 ms | batch 1 p99 ms | best batch | its images/s |",
+            lines.append(point_row(name, "-", "grpcio floor (no model)", clients, point, "-"))
+    lines += ["", "In-process variants (each the mean of its two runs; the references above take the best per column):", "",
+              "| model | threads / call path | batch 1 images/s | batch 1 p50 ms | batch 1 p99 ms | best batch | its images/s |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for name, model in result["models"].items():
         for variant, values in model["in_process"]["variants"].items():
@@ -411,82 +483,40 @@ def markdown(result: dict, command: str) -> str:
             best = max(by_batch, key=by_batch.get)
             lines.append(f"| {name} | {variant} | {by_batch[1]:.0f} | {values['batch1_latency']['p50_ms']:.2f} | "
                          f"{values['batch1_latency']['p99_ms']:.2f} | {best} | {by_batch[best]:.0f} |")
-    lines += ["", f"The server's call path at batch 1 when the CPU has been idle {IDLE_GAP_S * 1e3:.0f} ms before each call "
-              "(as between one client's requests), latency p50 / p99 ms:", "",
-              "| model | " + " | ".join(THREAD_CONFIGS) + " |", "|---|" + "---:|" * len(THREAD_CONFIGS)]
-    for name, model in result["models"].items():
-        idle = model["in_process"].get("batch1_latency_after_idle", {})
-        lines.append(f"| {name} | " + " | ".join(f"{idle[c]['p50_ms']:.2f} / {idle[c]['p99_ms']:.2f}" if c in idle else "-" for c in THREAD_CONFIGS) + " |")
-    lines += ["", "| model | goal | measured | target | met |", "|---|---|---:|---:|---|"]
-    goals = [
-        ("resnet20", "server@32 / in-process best batch", "server32_over_inprocess_best", 0.8, ">="),
-        ("digits_cnn", "server@32 / in-process batch 1", "server32_over_inprocess_batch1", 2.0, ">="),
-    ]
-    for name in result["models"]:
-        goals += [(name, "added latency p50 (ms), 1 client", "added_latency_p50_ms", 0.5, "<="),
-                  (name, "added latency p99 (ms), 1 client", "added_latency_p99_ms", 2.0, "<=")]
-    for name, goal, key, target, sense in goals:
-        if name not in result["ratios"]:
-            continue
-        value = result["ratios"][name][key]
-        met = value >= target if sense == ">=" else value <= target
-        # A negative added latency means the in-process reference was slower than the server
-        # in this run: load noise, not a result either way.
-        verdict = "not measurable (negative: noise)" if key.startswith("added_latency") and value < 0 else ("yes" if met else "no")
-        lines.append(f"| {name} | {goal} | {value:.2f} | {sense} {target} | {verdict} |")
-    lines += ["", "The same quantities for the grpcio floor (a server doing no model work at all), in this run:", "",
-              "| model | floor quantity | value |", "|---|---|---:|"]
-    for name, model in result["models"].items():
-        floor = model.get("grpc_floor")
-        if not floor:
-            continue
-        inproc = model["in_process"]
-        lines.append(f"| {name} | round trip p50 / p99 (ms), 1 client | {floor['1']['p50_ms']:.2f} / {floor['1']['p99_ms']:.2f} |")
-        lines.append(f"| {name} | server + client CPU per request (ms), 32 clients | "
-                     f"{(floor['32']['server_cpu_cores'] + floor['32']['client_cpu_cores']) / floor['32']['images_per_s'] * 1e3:.2f} |")
-        lines.append(f"| {name} | images/s at 32 clients (/ in-process batch 1) | {floor['32']['images_per_s']:.0f} "
-                     f"({floor['32']['images_per_s'] / inproc['batch1_images_per_s']:.2f}) |")
+    lines += ["", "Goals (issue 16), per backend, batching on:", "", "| model | backend | goal | measured | target | met |", "|---|---|---|---:|---:|---|"]
+    for model_name, goal, key, target, sense in GOALS:
+        for name in result["ratios"]:
+            if model_name not in (None, name):
+                continue
+            for backend, values in result["ratios"][name].items():
+                value, bound = values[key], values["p50_budget_ms"] if target is None else target
+                met = value >= bound if sense == ">=" else value <= bound
+                lines.append(f"| {name} | {backend} | {goal} | {value:.2f} | {sense} {bound:.2f} | {'yes' if met else 'no'} |")
     lines += ["", NOTES]
     return "\n".join(lines) + "\n"
 
 
-NOTES = """What this measures (changed in the round that added the floor and variant rows; before
-and after numbers in BENCHMARKS.md, Serving): the server calls each signature's graph
-through a pre-resolved flat call (serving/server/signature.py, `_FlatCall`) instead of
-the signature's structured `__call__`; it runs with one TF intra-op and one inter-op
-thread (the flags above: TF's default spinning pools fought the gRPC threads for 2
-cores); and with two batch threads the batcher gives each thread its share of the recent
-demand, waits only for rows not already running, and wakes every waiting leader
-(serving/server/batching.py). The client CPU column is the client processes' own
-user+system time over the window.
+NOTES = """How to read the rows. Both backends serve the same version directories; the
+reference rows are in-process calls with nothing else in the process: "best engine" is the
+best of every variant (TensorFlow's call paths and the ONNX Runtime backend's call, with
+the default threads and with the server's 1 thread per call), "TensorFlow best" the best
+of the TensorFlow variants only. Every point shares the 2 cores with the client
+processes and with whatever else the machine runs (the load averages above): in-process
+numbers are the mean of a run before and after the server points, so a load change
+during the run moves references and server points differently.
 
-Reading the numbers. Every point runs the server, its client processes and whatever else
-the machine is doing on the same 2 cores, one point after another, so background load
-shifts some points more than others (see the load averages). The reference for every
-goal is the best in-process variant, which is stricter than one call path alone.
+Thread settings (the server's flags above): one TensorFlow intra-op and inter-op thread,
+one ONNX Runtime intra-op thread per call, two batch threads (= cores): two batches in
+flight keep both cores busy, and a second thread per call would compete with them and
+with gRPC's threads. The in-process variant rows show what each engine does alone with
+its default threads (two for ONNX Runtime here) and with one.
 
-Why the goals are out of reach for a Python gRPC server on this machine, from this
-run's own rows:
-
-* Added latency (p50 <= 0.5 ms): a grpcio server that does no model work at all (the
-  floor rows) already takes longer than 0.5 ms per round trip with one client. On top of
-  that, one client's requests reach the model after an idle gap (the round trip), and
-  the same call is slower after 2 ms of idle CPU than back to back (the idle table):
-  TensorFlow's pool threads have parked and the caches are cold. Busy-polling to keep
-  them warm would burn a core per idle server; it is not done.
-* digits CNN (server@32 >= 2x in-process batch 1): the no-model floor's images/s at 32
-  clients is itself compared with the in-process batch-1 rate in the floor table; gRPC
-  alone (server plus client CPU per request, floor table) costs about as much as the
-  model's whole batch-1 call, so twice the in-process rate would need more than the 2
-  cores. Per request the embedded server adds its handler, the batcher hand-off and the
-  metrics to the floor, all under one GIL.
-* ResNet-20 (server@32 >= 0.8x in-process best batch): the in-process best uses both
-  cores for the model alone; 0.8 of it through the server also needs the floor's CPU per
-  request for every image, which with the model's own CPU per image exceeds 2 cores.
-
-A p99 "added latency" is the difference of two tails measured minutes apart; a
-negative or tiny value there is noise, not a met goal. Batching is what keeps
-throughput up: compare batching on and off at 32 clients."""
+Where a goal is missed, the rows that show why: the floor rows are a grpcio server that
+does no model work (its server CPU per request = server CPU / images/s); the server rows'
+CPU per request minus the floor's is what the embedded server's Python (handler, checks,
+tensor conversion, batcher hand-off, metrics) costs per request; the model's own cost is
+the in-process variant with one thread. BENCHMARKS.md (Serving) works these out for the
+run it reports."""
 
 
 def main(argv=None) -> int:
@@ -518,21 +548,21 @@ def main(argv=None) -> int:
         batching_file = os.path.join(root, "batching.txt")
         with open(batching_file, "w") as f:
             f.write(BATCHING_TEXT)
-        for batching in (True, False):
-            mode = "batching_on" if batching else "batching_off"
-            server = start_server(config, batching, batching_file, list(paths), os.path.join(root, f"server-{mode}.log"))
+        for backend, mode in [(b, m) for b in BACKENDS for m in SERVER_MODES]:
+            server = start_server(config, mode == "batching_on", batching_file, list(paths),
+                                  os.path.join(root, f"server-{backend}-{mode}.log"), backend=backend)
             port, rest_port = server.port, server.rest_port
             try:
                 for name in paths:
                     request = one_image_request(name, MODELS[name])
                     points = {}
-                    for clients in CLIENT_COUNTS:
-                        print(f"[bench] {name} {mode} clients={clients}", flush=True)
+                    for clients in SERVER_MODES[mode]:
+                        print(f"[bench] {name} {backend} {mode} clients={clients}", flush=True)
                         before = batch_counters(rest_port, name)
                         points[str(clients)] = point = run_load(f"127.0.0.1:{port}", request, clients, args.seconds, server.pid)
                         batches, rows = (after - start for after, start in zip(batch_counters(rest_port, name), before))
                         point["mean_batch_rows"] = rows / batches if batches else 1.0
-                    result["models"][name]["server"][mode] = points
+                    result["models"][name]["server"].setdefault(backend, {})[mode] = points
             finally:
                 server.stop(grace_seconds=60)
         for name in paths:  # gRPC alone, with this model's request and response sizes

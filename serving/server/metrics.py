@@ -17,7 +17,7 @@ import time
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from serving.server.errors import ServingError
@@ -97,7 +97,7 @@ class ServingMetrics:
 
 
 class _BatchingCollector:
-    """Batches run and rows batched, per model/version/signature (mean batch = rows / batches)."""
+    """Batches run and rows batched, per model/version/signature (mean batch = rows / batches), and backends."""
 
     def __init__(self, manager):
         self._manager = manager
@@ -113,6 +113,12 @@ class _BatchingCollector:
                     rows.add_metric(labels, signature.batcher.rows_run)
         yield batches
         yield rows
+        backends = GaugeMetricFamily("serving_signature_backend", "1 for the backend serving each signature of each version",
+                                     labels=("model", "version", "signature", "backend"))
+        for version in self._manager.loaded_versions():
+            for name, signature in sorted(version.signatures.items()):
+                backends.add_metric((version.name, str(version.version), name, signature.backend.name), 1)
+        yield backends
 
 
 class _Tracker:

@@ -40,6 +40,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server.backends import BackendOptions
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, ok_status_proto
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
@@ -71,6 +72,7 @@ class ManagerOptions:
         allow_version_labels_for_unavailable_models: TF Serving's flag; false (its default):
             `configure` fails with FAILED_PRECONDITION if a label names a version that is not
             AVAILABLE once the config's loads are done, and keeps the previous labels.
+        backends: which backend serves each signature (--backend; serving/server/backends).
     """
 
     file_system_poll_wait_seconds: float = 1.0
@@ -84,6 +86,7 @@ class ManagerOptions:
     enable_signature_method_name_check: bool = False
     prefer_tflite_model: bool = False
     allow_version_labels_for_unavailable_models: bool = False
+    backends: BackendOptions = BackendOptions()
 
     def __post_init__(self):
         if not self.load_budget_seconds > 0:
@@ -340,7 +343,8 @@ class ModelManager:
                 loaded = LoadedVersion.load(model.name, version, path, self.options.batching, self.options.max_tensor_bytes,
                                             self.options.max_request_rows,
                                             method_name_check=self.options.enable_signature_method_name_check,
-                                            prefer_tflite=self.options.prefer_tflite_model)
+                                            prefer_tflite=self.options.prefer_tflite_model,
+                                            backend_options=self.options.backends)
                 warmed = run_warmup(loaded) if self.options.enable_model_warmup else 0
             except Exception as error:  # noqa: BLE001  (any load failure is reported, never raised)
                 entry.error = _load_error(path, error)
@@ -351,7 +355,8 @@ class ModelManager:
                 entry.state, entry.dir_stamp = State.END, _dir_stamp(path)
                 return
             entry.loaded, entry.error, entry.state = loaded, None, State.AVAILABLE
-            _log.info("model %s version %d is AVAILABLE (%s; %d warmup requests)", model.name, version, path, warmed)
+            _log.info("model %s version %d is AVAILABLE (%s; %d warmup requests)%s", model.name, version, path, warmed,
+                      f"; {loaded.backends.status}" if loaded.backends.status else "")
             self._publish(model)
             return
 
@@ -458,6 +463,8 @@ class ModelManager:
         for entry in entries:
             status = response.model_version_status.add(version=entry.version, state=entry.state)
             status.status.CopyFrom(entry.error.to_status_proto() if entry.error else ok_status_proto())
+            if entry.error is None and entry.loaded is not None and entry.loaded.backends.status:
+                status.status.error_message = entry.loaded.backends.status  # code OK: which backend serves what
         return response
 
     def loaded_versions(self) -> list:

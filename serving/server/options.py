@@ -16,6 +16,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 # max_batch_size (64) and far above any online request; one value can fill a TensorProto's
 # whole shape, so without a limit a 139-byte request describes a million rows.
 DEFAULT_MAX_REQUEST_ROWS = 65536
+BACKENDS = ("auto", "tensorflow", "onnxruntime")  # serving/server/backends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,9 @@ class ServerOptions:
     enable_signature_method_name_check: bool = False
     allow_version_labels_for_unavailable_models: bool = False
     prefer_tflite_model: bool = False
+    # Backends (this server's; see serving/server/backends and docs/serving-server.md).
+    backend: str = "auto"  # auto | tensorflow | onnxruntime
+    onnxruntime_intra_op_threads: int = 0  # 0 = --tensorflow_intra_op_parallelism if set, else ONNX Runtime's default
 
     def __post_init__(self):
         for name, lowest in (("port", 0), ("rest_api_port", -1), ("monitoring_port", -1)):
@@ -114,6 +118,10 @@ class ServerOptions:
     @property
     def inter_op_threads(self) -> int:
         return self.tensorflow_inter_op_parallelism or self.tensorflow_session_parallelism
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend={self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.onnxruntime_intra_op_threads < 0:
+            raise ValueError(f"--onnxruntime_intra_op_threads={self.onnxruntime_intra_op_threads} must be >= 0 (0 = default)")
 
     @property
     def max_body_bytes(self) -> int:
@@ -175,6 +183,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--load_budget_seconds", type=float, default=d["load_budget_seconds"].default,
         help="a poll or reload starts no new load or retry after this many seconds; later polls load the rest")
     add_tfs_flags(parser)  # every other tensorflow_model_server flag: implemented or accepted-and-ignored
+    # Backends (this server's own flags; see docs/serving-server.md).
+    add("--backend", choices=BACKENDS, default=d["backend"].default,
+        help="auto: serve a version's gated optimized artifact (assets.extra/optimized) with ONNX Runtime, TensorFlow "
+             "where it has none or it is invalid; tensorflow: never use it; onnxruntime: require it (versions "
+             "without a valid artifact fail to load)")
+    add("--onnxruntime_intra_op_threads", type=int, default=0,
+        help="ONNX Runtime intra-op threads per session (0 = --tensorflow_intra_op_parallelism if set, else one per core)")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:

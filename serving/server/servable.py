@@ -2,6 +2,7 @@
 
     version = LoadedVersion.load("digits", 3, "/models/digits/3", batching=BatchingOptions())
     version.signature("serving_images").run({"images": images})
+    version.backends.status   # which backend serves each signature (serving/server/backends)
 """
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.contract import EXAMPLES_SIGNATURE
+from serving.server.backends import BackendChoice, BackendOptions, choose_backends
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError, clip
 from serving.server.loaders import SERVE_TAG, TFLITE_FILE, load_signatures
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
 from serving.server.signature import RequestLimits, Signature
 
-SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = EXAMPLES_SIGNATURE  # TF Serving's default when a request names none
 
 
@@ -41,7 +42,7 @@ class LoadedVersion:
 
     def __init__(self, name: str, version: int, path: str, loaded, signature_defs, batching: BatchingOptions | None,
                  max_tensor_bytes: int, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, *, functions=None,
-                 method_name_check: bool = False, loader: str = "tf2"):
+                 method_name_check: bool = False, loader: str = "tf2", backends: BackendChoice | None = None):
         self.name = name
         self.version = version
         self.path = path
@@ -52,21 +53,26 @@ class LoadedVersion:
         for key, signature_def in signature_defs.items():
             self.signature_def_map.signature_def[key].CopyFrom(signature_def)
         self.limits = RequestLimits(max_rows=max_request_rows, max_bytes=max_tensor_bytes)
+        self.backends = backends or BackendChoice({})  # per-signature backend; status line for GetModelStatus
         if functions is None:
             functions = {key: loaded.signatures[key] for key in loaded.signatures.keys() if key in signature_defs}
-        self.signatures = {key: Signature(key, signature_defs[key], function, batching, self.limits)
+        self.signatures = {key: Signature(key, signature_defs[key], function, batching, self.limits,
+                                          self.backends.backends.get(key))
                            for key, function in functions.items()}
 
     @classmethod
     def load(cls, name: str, version: int, path: str, batching: BatchingOptions | None = None,
              max_tensor_bytes: int = 64 << 20, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, *,
-             method_name_check: bool = False, prefer_tflite: bool = False) -> "LoadedVersion":
-        """TF2 loader, a TF1 session if that fails, or model.tflite with `prefer_tflite` (see loaders.py)."""
+             method_name_check: bool = False, prefer_tflite: bool = False,
+             backend_options: BackendOptions = BackendOptions()) -> "LoadedVersion":
+        """TF2 loader, a TF1 session if that fails, or model.tflite with `prefer_tflite` (see loaders.py);
+        then the backend of each signature (serving/server/backends: the gated ONNX artifact or TensorFlow)."""
         tflite = prefer_tflite and tf.io.gfile.exists(os.path.join(path, TFLITE_FILE))
         signature_defs = {} if tflite else read_signature_defs(path)
         defs, functions, loaded, loader = load_signatures(path, signature_defs, prefer_tflite=tflite)
+        backends = choose_backends(path, list(functions), defs, backend_options) if loader == "tf2" else None
         return cls(name, version, path, loaded, defs, batching, max_tensor_bytes, max_request_rows,
-                   functions=functions, method_name_check=method_name_check, loader=loader)
+                   functions=functions, method_name_check=method_name_check, loader=loader, backends=backends)
 
     def signature(self, name: str) -> Signature:
         """The signature `name` ('' means serving_default); INVALID_ARGUMENT if absent."""

@@ -25,6 +25,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server.backends import BackendOptions
 from serving.server.batching import BatchingOptions
 from serving.server.errors import ServingError
 from serving.server.grpc_services import ModelServicer, PredictionServicer
@@ -97,6 +98,12 @@ def grpc_server_options(options: ServerOptions) -> list:
     return [(key, value) for key, value in defaults.items() if key not in overridden] + given
 
 
+def backend_options(options: ServerOptions) -> BackendOptions:
+    """--backend; ONNX Runtime threads: --onnxruntime_intra_op_threads, else TF's intra-op flag."""
+    threads = options.onnxruntime_intra_op_threads or options.tensorflow_intra_op_parallelism
+    return BackendOptions(mode=options.backend, onnxruntime_intra_op_threads=threads)
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -124,6 +131,7 @@ class ModelServer:
             enable_signature_method_name_check=options.enable_signature_method_name_check,
             prefer_tflite_model=options.prefer_tflite_model,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+            backends=backend_options(options),
         ))
         self.metrics = ServingMetrics(self.manager)
         self._grpc = None

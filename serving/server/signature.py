@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.server import tensors
+from serving.server.backends.tensorflow_backend import TensorFlowBackend
 from serving.server.batching import Batcher, BatchingOptions
 from serving.server.errors import ServingError, clip
 from serving.server.options import DEFAULT_MAX_REQUEST_ROWS
@@ -131,10 +132,12 @@ class Signature:
         batching: batch concurrent calls with these options, if the signature can be
             batched (every input and output has an unknown leading dim); None = never.
         limits: what one request may allocate (rows, materialized bytes).
+        backend: what runs the checked inputs (serving/server/backends); None = the
+            SavedModel function through TensorFlow. The batcher wraps `backend.run`.
     """
 
     def __init__(self, name: str, signature_def, function, batching: BatchingOptions | None = None,
-                 limits: RequestLimits = RequestLimits()):
+                 limits: RequestLimits = RequestLimits(), backend=None):
         self.name = name
         self.method_name = signature_def.method_name
         self.inputs = {key: TensorSpec.from_tensor_info(key, info) for key, info in signature_def.inputs.items()}
@@ -143,6 +146,7 @@ class Signature:
         # A TF1-session or TFLite callable takes numpy arrays itself; a TF2 function gets a flat call.
         self._flat = function if getattr(function, "takes_arrays", False) else _FlatCall.build(function, self.inputs)
         self.limits = limits
+        self.backend = backend if backend is not None else TensorFlowBackend(self.call_tensorflow)
         batchable = bool(self.inputs) and all(spec.batched for spec in (*self.inputs.values(), *self.outputs.values()))
         self.batcher = Batcher(self.call, batching) if batching is not None and batchable else None
 
@@ -188,6 +192,10 @@ class Signature:
         return self.call(arrays)
 
     def call(self, arrays: Mapping) -> dict:
+        """One direct call of the backend (no batching)."""
+        return self.backend.run(arrays)
+
+    def call_tensorflow(self, arrays: Mapping) -> dict:
         """One direct call of the concrete function."""
         try:
             if self._flat is not None:

@@ -96,3 +96,21 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, what: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def optimize_version(saved_model_dir: str, workdir: str) -> str:
+    """A copy of `saved_model_dir` carrying a real gated ONNX artifact, made by the project's optimizer.
+
+    The speed gate is taken out (min_speedup 0): it is measured on a shared 2-core machine
+    and tested in tests/optimize; here the artifact only has to exist and pass parity/accuracy.
+    """
+    from components.optimize.config import validate_optimize_config
+    from components.optimize.executor import run_optimizer
+    from tests.optimize.conftest import digits_images, write_eval_split
+
+    digits, labels = digits_images()
+    eval_dir = write_eval_split(os.path.join(workdir, "examples"), digits[:96], labels[:96] % len(LABELS))
+    config = validate_optimize_config({"engine": "onnx", "precision": "FP32", "min_speedup": 0.0, "timing_seconds": 0.2, "timing_batch": 64})
+    result = run_optimizer(saved_model_dir, eval_dir, os.path.join(workdir, "optimizer"), config)
+    assert result["status"] == "optimized", result
+    return os.path.join(workdir, "optimizer", "Format-Serving")

@@ -8,10 +8,17 @@ from tensorflow_serving.apis import predict_pb2
 
 from serving.server.tensors import to_tensor_proto
 from tests.serving import helpers
+from tests.serving.conftest import BACKENDS_UNDER_TEST
 from tests.serving.conftest import start_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+
+@pytest.fixture(scope="module", params=BACKENDS_UNDER_TEST)
+def serving_backend(request):
+    """Every test here runs on the shared server once per backend (onnxruntime: version 1 carries its artifact)."""
+    return request.param
 
 
 def _code(stubs, request) -> grpc.StatusCode:

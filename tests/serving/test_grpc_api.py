@@ -16,6 +16,13 @@ from serving.contract import read_label_names
 from serving.client import ServingClient
 from serving.server.tensors import to_tensor_proto
 from tests.serving import helpers
+from tests.serving.conftest import BACKENDS_UNDER_TEST
+
+
+@pytest.fixture(scope="module", params=BACKENDS_UNDER_TEST)
+def serving_backend(request):
+    """Every test here runs on the shared server once per backend (onnxruntime: version 1 carries its artifact)."""
+    return request.param
 
 
 def _expected(exported_dir: str, images: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from serving.server.metrics import ServingMetrics  # noqa: E402
 from serving.server.model_manager import ManagerOptions, ModelManager  # noqa: E402
 from serving.server.tensors import to_tensor_proto  # noqa: E402
 from tests.serving import helpers  # noqa: E402
-from tests.serving.conftest import start_server  # noqa: E402
+from tests.serving.conftest import BACKENDS_UNDER_TEST, start_server, version_one  # noqa: E402
 
 MODEL = "digits"
 
@@ -387,10 +387,12 @@ def test_bytes_round_trip_and_truncation():
         convert.array_from_raw("x", "BYTES", [2], raw, 1 << 20)
 
 
-def test_model_server_serves_v2_grpc_beside_tf_serving(exported, tmp_path):
-    helpers.push_version(exported[1], str(tmp_path / MODEL), 1)
-    server = start_server(str(tmp_path / MODEL), kserve_signature_def=f"{MODEL}=serving_images")
+@pytest.mark.parametrize("backend", BACKENDS_UNDER_TEST)
+def test_model_server_serves_v2_grpc_beside_tf_serving(tmp_path, request, backend):
+    helpers.push_version(version_one(request, backend), str(tmp_path / MODEL), 1)
+    server = start_server(str(tmp_path / MODEL), kserve_signature_def=f"{MODEL}=serving_images", backend=backend)
     try:
+        assert server.manager.loaded_versions()[0].signature("serving_images").backend.name == backend
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         assert client.is_server_ready() and client.is_model_ready(MODEL, "1")
         images = helpers.images(2, seed=17)
