@@ -103,6 +103,10 @@ class ServerOptions:
             raise ValueError(f"--rest_api_num_threads={self.rest_api_num_threads} must be >= 0 (0 = 4 x CPUs)")
         if self.rest_api_timeout_in_ms <= 0:
             raise ValueError(f"--rest_api_timeout_in_ms={self.rest_api_timeout_in_ms} must be > 0 (TF Serving's default: 30000)")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend={self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.onnxruntime_intra_op_threads < 0:
+            raise ValueError(f"--onnxruntime_intra_op_threads={self.onnxruntime_intra_op_threads} must be >= 0 (0 = default)")
         self.channel_arguments  # noqa: B018  (a malformed --grpc_channel_arguments fails here, before loading)
 
     @property
@@ -118,10 +122,6 @@ class ServerOptions:
     @property
     def inter_op_threads(self) -> int:
         return self.tensorflow_inter_op_parallelism or self.tensorflow_session_parallelism
-        if self.backend not in BACKENDS:
-            raise ValueError(f"--backend={self.backend!r}: use one of {', '.join(BACKENDS)}")
-        if self.onnxruntime_intra_op_threads < 0:
-            raise ValueError(f"--onnxruntime_intra_op_threads={self.onnxruntime_intra_op_threads} must be >= 0 (0 = default)")
 
     @property
     def max_body_bytes(self) -> int:
