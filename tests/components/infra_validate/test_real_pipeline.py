@@ -6,7 +6,7 @@ from components.infra_validate.executor import run_infra_validation
 from components.infra_validate.skew import TRAINED_MODEL_FILE
 from pipeline.validate_cmd import cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/components/infra_validate/ -> repo
 
 
 def _output_uri(runs: dict, node: str, key: str) -> str:
