@@ -47,12 +47,11 @@ def latest_transform_inputs(metadata_path: str, pipeline_name: str) -> dict:
     from ml_metadata.proto import metadata_store_pb2
     from tfx.types import artifact_utils
 
-    from pipeline.history import PIPELINE_CONTEXT, HistoryError, open_store
-    from pipeline.lineage import _step
+    from pipeline.mlmd import PIPELINE_CONTEXT, StoreError, execution_artifacts, open_store
 
     try:
         store = open_store(metadata_path)
-    except HistoryError as e:
+    except StoreError as e:
         raise LaunchError(str(e)) from None
     context = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
     done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
@@ -61,11 +60,12 @@ def latest_transform_inputs(metadata_path: str, pipeline_name: str) -> dict:
     if not runs:
         raise LaunchError(f"no finished Transform of pipeline '{pipeline_name}' in {metadata_path}; "
                           f"run `python -m pipeline run --config <config>` first")
-    step = _step(store, max(runs, key=lambda e: e.id))
-    wanted = {"examples": step.outputs.get("transformed_examples"), "transform_graph": step.outputs.get("transform_graph"),
-              "schema": step.inputs.get("schema")}
+    newest = max(runs, key=lambda e: e.id)
+    inputs, outputs = execution_artifacts(store, newest.id)
+    wanted = {"examples": outputs.get("transformed_examples"), "transform_graph": outputs.get("transform_graph"),
+              "schema": inputs.get("schema")}
     if not all(wanted.values()):
-        raise LaunchError(f"Transform execution {step.execution.id} lacks {[k for k, v in wanted.items() if not v]}")
+        raise LaunchError(f"Transform execution {newest.id} lacks {[k for k, v in wanted.items() if not v]}")
     types = {t.id: t for t in store.get_artifact_types_by_id(list({a.type_id for arts in wanted.values() for a in arts}))}
     return {key: [artifact_utils.deserialize_artifact(types[a.type_id], a) for a in arts] for key, arts in wanted.items()}
 

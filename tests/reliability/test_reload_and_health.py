@@ -161,9 +161,21 @@ def test_a_base_path_full_of_bad_versions_cannot_hold_the_poll_lock(good_model, 
         server.stop(grace=1.0)
 
 
-def test_background_loads_give_way_to_a_reload(good_model, tmp_path):
+def test_background_loads_give_way_to_a_reload(good_model, tmp_path, monkeypatch):
     """16 good versions under policy all, a 4 s load budget: after the first reload returns,
-    background passes keep loading; a second reload waits for one load, not a whole pass."""
+    background passes keep loading; a second reload waits for one load, not a whole pass.
+
+    Each load is made at least 0.4 s (a real load plus a pause), so 16 loads cannot fit in
+    the budget on a fast, quiet machine either: the deferred loads always exist."""
+    from serving.server import model_manager
+
+    real_load = model_manager.LoadedVersion.load
+
+    def slow_load(*args, **kwargs):
+        time.sleep(0.4)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(model_manager.LoadedVersion, "load", staticmethod(slow_load))
     base = str(tmp_path / "served" / "digits")
     helpers.push_version(good_model, base, 1)
     many = str(tmp_path / "many" / "digits")
