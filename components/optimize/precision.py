@@ -6,7 +6,9 @@
 
 INT8 is ONNX Runtime's static quantization in the QDQ format (weights and activations int8,
 per-channel weights), with activation ranges calibrated (MinMax) on real eval inputs; the
-model's uint8 input and float32 output keep their types.
+model's uint8 input and float32 output keep their types. Softmax nodes stay float: ORT
+quantizes a Softmax output with a fixed 1/256 scale, so its rows would sum to 255/256 and
+the served `probabilities` would no longer be probabilities.
 """
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ def quantize_int8(onnx_bytes: bytes, calibration_inputs: np.ndarray) -> bytes:
 
     if len(calibration_inputs) == 0:
         raise ValueError("INT8 calibration needs at least one eval input")
-    input_name = onnx.load_from_string(onnx_bytes).graph.input[0].name
+    graph = onnx.load_from_string(onnx_bytes).graph
+    input_name = graph.input[0].name
+    softmax_nodes = [node.name for node in graph.node if node.op_type == "Softmax"]
     with tempfile.TemporaryDirectory() as tmp:
         fp32, prepared, int8 = (os.path.join(tmp, n) for n in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         with open(fp32, "wb") as f:
@@ -63,7 +67,7 @@ def quantize_int8(onnx_bytes: bytes, calibration_inputs: np.ndarray) -> bytes:
         quantize_static(
             prepared, int8, _Calibration(input_name, np.asarray(calibration_inputs)),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+            per_channel=True, calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax_nodes,
         )
         with open(int8, "rb") as f:
             return f.read()
