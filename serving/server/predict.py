@@ -10,7 +10,7 @@ from __future__ import annotations
 from tensorflow_serving.apis import predict_pb2
 
 from serving.server import tensors
-from serving.server.errors import ServingError, clip
+from serving.server.errors import ServingError
 from serving.server.servable import LoadedVersion
 
 
@@ -26,17 +26,11 @@ def predict(version: LoadedVersion, request: predict_pb2.PredictRequest) -> pred
     return response
 
 
+# TF Serving's Predict wording for Signature.select_outputs.
+UNKNOWN_OUTPUT = "output_filter names '{name}', which is not an output of signature '{signature}'; outputs: {outputs}"
+REPEATED_OUTPUT = "output_filter {names} repeats an output; name each once"
+
+
 def output_keys(signature, output_filter) -> list:
     """The outputs to return: all, or those in `output_filter` (each must exist, once)."""
-    if not output_filter:
-        return sorted(signature.outputs)
-    keys = list(output_filter)
-    for key in keys:
-        if key not in signature.outputs:
-            raise ServingError.invalid_argument(
-                f"output_filter names '{clip(key)}', which is not an output of signature '{signature.name}'; "
-                f"outputs: {sorted(signature.outputs)}"
-            )
-    if len(set(keys)) != len(keys):
-        raise ServingError.invalid_argument(f"output_filter {clip(keys)} repeats an output; name each once")
-    return keys
+    return signature.select_outputs(output_filter, UNKNOWN_OUTPUT, REPEATED_OUTPUT)

@@ -179,6 +179,23 @@ class Signature:
             )
         return arrays
 
+    def select_outputs(self, requested, unknown: str, repeated: str, **context) -> list:
+        """The outputs to return: all (sorted), or those `requested`, each an output, named once.
+
+        `unknown` and `repeated` word the INVALID_ARGUMENT in the caller's protocol; they are
+        formatted with `name` / `names` (client text, clipped), `signature`, `outputs` and `context`.
+        """
+        if not requested:
+            return sorted(self.outputs)
+        names = list(requested)
+        fields = {"signature": self.name, "outputs": sorted(self.outputs), **context}
+        for name in names:
+            if name not in self.outputs:
+                raise ServingError.invalid_argument(unknown.format(name=clip(name), **fields))
+        if len(set(names)) != len(names):
+            raise ServingError.invalid_argument(repeated.format(names=clip(names), **fields))
+        return names
+
     def batchable(self, arrays: dict) -> bool:
         """Batch only requests shaped as the SignatureDef says (leading None dim, same inner dims):
         a relaxed shape (e.g. [3] for [None, 1]) runs on its own, never concatenated with others."""

@@ -264,6 +264,22 @@ def test_unknown_input_output_and_signature_are_invalid_argument(request, client
         assert message in error.value.message()
 
 
+@pytest.mark.parametrize("client_name", ["http", "grpc_client"])
+def test_echoed_output_names_are_clipped(request, client_name):
+    """A 100,000-character unknown or repeated output name is echoed clipped (as TF Serving's output_filter is)."""
+    client = request.getfixturevalue(client_name)
+    module = grpcclient if client_name == "grpc_client" else httpclient
+    huge = "o" * 100_000
+    with pytest.raises(InferenceServerException) as error:
+        client.infer(MODEL, [_images_input(module, helpers.images(1))], outputs=[module.InferRequestedOutput(huge)])
+    message = error.value.message()
+    assert "unexpected inference output 'ooo" in message and "...(100000 chars)" in message and len(message) < 1024
+    with pytest.raises(InferenceServerException) as error:
+        client.infer(MODEL, [_images_input(module, helpers.images(1))],
+                     outputs=[module.InferRequestedOutput("probabilities"), module.InferRequestedOutput("probabilities")])
+    assert "repeat an output" in error.value.message()
+
+
 def _post(port: int, path: str, body: bytes, headers: dict | None = None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {}, method="POST")
     try:

@@ -183,18 +183,9 @@ def _arrays(signature: Signature, model: str, inputs: list) -> dict:
     return signature.check_arrays({tensor.name: tensor.decode() for tensor in inputs})
 
 
-def _output_names(signature: Signature, model: str, requested: list | None) -> list:
-    if not requested:
-        return sorted(signature.outputs)
-    for name in requested:
-        if name not in signature.outputs:
-            raise ServingError.invalid_argument(
-                f"unexpected inference output '{name}' for model '{model}' (signature '{signature.name}'); "
-                f"its outputs are {sorted(signature.outputs)}"
-            )
-    if len(set(requested)) != len(requested):
-        raise ServingError.invalid_argument(f"outputs {requested} repeat an output; request each once")
-    return list(requested)
+# Triton's wording ("unexpected inference output") for Signature.select_outputs.
+UNKNOWN_OUTPUT = "unexpected inference output '{name}' for model '{model}' (signature '{signature}'); its outputs are {outputs}"
+REPEATED_OUTPUT = "outputs {names} repeat an output; request each once"
 
 
 def infer(manager, options: KServeOptions, call: InferCall) -> InferResult:
@@ -202,6 +193,6 @@ def infer(manager, options: KServeOptions, call: InferCall) -> InferResult:
     version = resolve(manager, call.model_name, call.model_version)
     signature = signature_of(version, options, call.parameters)
     arrays = _arrays(signature, version.name, call.inputs)
-    wanted = _output_names(signature, version.name, call.outputs)
+    wanted = signature.select_outputs(call.outputs, UNKNOWN_OUTPUT, REPEATED_OUTPUT, model=version.name)
     outputs = signature.run(arrays)
     return InferResult(version, signature, [(name, outputs[name]) for name in wanted])
