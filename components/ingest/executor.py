@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from components.examples_layout import split_dir
 from components.ingest.sources import open_source
 
 log = logging.getLogger("pipeline.ingest")
@@ -55,7 +56,7 @@ class Executor(base_executor.BaseExecutor):
                 keep = stratified_subsample([r.label for r in records], data["train_fraction"], data["seed"])
                 records = [r for i, r in enumerate(records) if i in keep]
                 total = len(records)
-            path = os.path.join(examples.uri, f"Split-{out_split}", "data_tfrecord-00000-of-00001.gz")
+            path = os.path.join(split_dir(examples.uri, out_split), "data_tfrecord-00000-of-00001.gz")
             counts[out_split] = self._write(path, records, source.label_names, out_split, total, source.modality)
             fingerprints[out_split] = _sha256(path)
         examples.split_names = artifact_utils.encode_split_names(list(SPLITS))

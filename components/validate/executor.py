@@ -7,13 +7,14 @@ per-split `SchemaDiff.pb` and fails with every anomaly described in words.
 """
 from __future__ import annotations
 
-import glob
 import os
 
 from components.tfx_compat import tfx  # noqa: F401
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
+
+from components.examples_layout import split_dirs
 
 
 class DataAnomaliesError(RuntimeError):
@@ -23,8 +24,10 @@ class DataAnomaliesError(RuntimeError):
 def read_anomalies(anomalies_uri: str) -> list[str]:
     """One line per anomaly: '<split>: feature <name>: <description>'."""
     lines = []
-    for path in sorted(glob.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+    for split, folder in split_dirs(anomalies_uri).items():
+        path = os.path.join(folder, "SchemaDiff.pb")
+        if not os.path.exists(path):
+            continue
         proto = anomalies_pb2.Anomalies()
         with open(path, "rb") as f:
             proto.ParseFromString(f.read())

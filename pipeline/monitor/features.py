@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from components.examples_layout import split_files
 from pipeline.monitor.config import CLASS_FEATURE
 
 LOG_SUFFIXES = (".tfrecord", ".tfrecord.gz")
@@ -166,11 +167,11 @@ def read_training(examples_uri: str, modality: str, split: str = "train", max_ex
     """The raw examples ExampleGen wrote for `split` (PNG or text bytes, label_name)."""
     import tensorflow as tf
 
-    pattern = os.path.join(examples_uri, f"Split-{split}", "*")
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise TrafficError(f"no files match {pattern}: the training examples of the served model's run are gone; "
-                           "re-run the pipeline or restore its Examples artifact")
+    try:
+        files = split_files(examples_uri, split)
+    except FileNotFoundError as e:
+        raise TrafficError(f"{e}: the training examples of the served model's run are gone; "
+                           "re-run the pipeline or restore its Examples artifact") from None
     out = Examples(modality)
     compression = "GZIP" if files[0].endswith(".gz") else ""
     for data in tf.data.TFRecordDataset(files, compression_type=compression).take(max_examples):
