@@ -2,7 +2,7 @@
 executions, the artifacts an execution read and wrote, and artifact/execution properties.
 
 `pipeline run` (its summary), `pipeline history` and `pipeline lineage` all read MLMD here.
-Property keys come from the components that write them (e.g. components.push.component.PUSHED_VERSION_KEY).
+Property keys come from the components that write them (e.g. components.push.keys.PUSHED_VERSION_KEY).
 
     store = open_store("runs/metadata.sqlite")                  # read-only, clear errors
     steps = run_executions(store, "digits_cnn", run_id)         # node id -> execution + artifacts

@@ -214,7 +214,7 @@ def write_reports(report_dir: str, report: dict) -> None:
 
 # ---------------------------------------------------------------- command
 def _evaluate(model_dir: str, files: list[str], data_labels: list[str], flag: str) -> dict:
-    from components.evaluate.heldout import evaluate_saved_model
+    from components.evaluate.heldout.executor import evaluate_saved_model
     from serving.contract import EXAMPLES_SIGNATURE, LABEL_ASSET, read_label_names
 
     try:

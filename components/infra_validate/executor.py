@@ -37,7 +37,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.evaluate.heldout import split_files
+from components.examples_layout import split_files
+from components.infra_validate import keys
 from components.infra_validate import skew as skew_lib
 from components.infra_validate.config import parse_config
 from components.infra_validate.probe import ModelProblem, probe_signatures, read_served_label_names, signature_disagreement
@@ -77,19 +78,19 @@ class Executor(base_executor.BaseExecutor):
 
 def record_blessing(blessing, result: dict) -> None:
     """Custom properties + marker file + report.json on the InfraBlessing artifact."""
-    blessing.set_int_custom_property("blessed", int(result["blessed"]))
-    blessing.set_string_custom_property("reason", result["reason"])
+    blessing.set_int_custom_property(keys.BLESSED_KEY, int(result["blessed"]))
+    blessing.set_string_custom_property(keys.REASON_KEY, result["reason"])
     if result["serving"].get("engine"):
-        blessing.set_string_custom_property("engine", result["serving"]["engine"])
+        blessing.set_string_custom_property(keys.ENGINE_KEY, result["serving"]["engine"])
     skew = result.get("skew")
     if skew and skew.get("max_abs_diff") is not None:
-        blessing.set_float_custom_property("skew_max_abs_diff", skew["max_abs_diff"])
+        blessing.set_float_custom_property(keys.SKEW_MAX_ABS_DIFF_KEY, skew["max_abs_diff"])
     # "not wired": no transform_graph input; "not run": no trained Keras model to compare with.
     status = "not wired" if not skew else {True: "passed", False: "failed"}.get(skew["passed"], "not run")
-    blessing.set_string_custom_property("skew_check", status)
+    blessing.set_string_custom_property(keys.SKEW_CHECK_KEY, status)
     os.makedirs(blessing.uri, exist_ok=True)
-    open(os.path.join(blessing.uri, "INFRA_BLESSED" if result["blessed"] else "INFRA_NOT_BLESSED"), "w").close()
-    with open(os.path.join(blessing.uri, "report.json"), "w") as f:
+    open(os.path.join(blessing.uri, keys.BLESSED_FILE if result["blessed"] else keys.NOT_BLESSED_FILE), "w").close()
+    with open(os.path.join(blessing.uri, keys.REPORT_FILE), "w") as f:
         json.dump(result, f, indent=2, default=str)
 
 

@@ -1,6 +1,6 @@
 """Custom property keys of the AtomicPusher's `pushed_model` output (PushedModel artifact).
 
-Written by components/push/component.py, read by pipeline/run.py, history.py and lineage.py.
+Written by components/push/executor.py, read by pipeline/run.py, history.py and lineage.py.
 A module without imports, so the readers do not pay for importing TFX.
 """
 PUSHED_KEY = "pushed"  # 1 pushed (or already pushed), 0 not pushed

@@ -34,7 +34,7 @@ def config_path(tmp_path_factory):
 @pytest.fixture
 def kfp_importable_heldout_type(monkeypatch):
     """KFP imports a custom artifact class by its TYPE_NAME ("<module>.<Class>"). Until
-    components/evaluate/heldout.py names HeldOutReport 'components.HeldOutReport' and
+    components/evaluate/heldout/component.py names HeldOutReport 'components.HeldOutReport' and
     components/__init__.py exports it, apply that same change for this test only."""
     if not compile_mod.KFP_ARTIFACT_TYPE_RE.match(HeldOutReport.TYPE_NAME):
         monkeypatch.setattr(HeldOutReport, "TYPE_NAME", "components.HeldOutReport")

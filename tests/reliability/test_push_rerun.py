@@ -95,7 +95,7 @@ def _run_pusher(model, blessing, serving):
     from components.tfx_compat import tfx  # noqa: F401
     from tfx.types import standard_artifacts
 
-    from components.push.component import Executor
+    from components.push.executor import Executor
 
     pushed = standard_artifacts.PushedModel()
     Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},

@@ -29,7 +29,7 @@ def test_undefined_ratios_can_be_none_for_display():
 
 
 def test_heldout_and_report_share_the_function():
-    from components.evaluate import heldout
+    from components.evaluate.heldout import executor as heldout
     from pipeline.report import sections
 
     assert heldout.per_class_from_confusion is per_class_from_confusion
