@@ -29,6 +29,7 @@ import sys
 from ml_metadata.proto import metadata_store_pb2
 
 from components.evaluate.keys import BLESSED_KEY, SPLIT_KEY, TEST_ACCURACY_KEY
+from components.optimize.keys import OPTIMIZER_PROPERTY
 from components.push.keys import PUSHED_DESTINATION_KEY, PUSHED_KEY
 from pipeline.mlmd import RUN_CONTEXT, State as _State, StoreError, consumers, custom_property, execution_artifacts
 from pipeline.mlmd import json_property as _json_property
@@ -258,9 +259,9 @@ def _artifact_facts(store, steps: list[Step]) -> dict:
     facts["infra_validation"] = None if not infra else {
         "blessed": custom_property(infra[0], BLESSED_KEY) == 1, "uri": infra[0].uri,
     }
-    optimized = next((a for a in _artifacts(steps, "Model") if custom_property(a, "optimizer") is not None), None)
+    optimized = next((a for a in _artifacts(steps, "Model") if custom_property(a, OPTIMIZER_PROPERTY) is not None), None)
     facts["optimizer"] = None if optimized is None else {
-        "outcome": _json_property(optimized, "optimizer"), "optimized_model_uri": optimized.uri,
+        "outcome": _json_property(optimized, OPTIMIZER_PROPERTY), "optimized_model_uri": optimized.uri,
     }
     return facts
 

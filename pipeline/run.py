@@ -17,7 +17,8 @@ from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.build import build_pipeline, paths
 from components.evaluate.keys import BLESSED_KEY, TEST_ACCURACY_KEY
-from components.optimize.spec import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY
+from components.infra_validate import keys as infra_keys
+from components.optimize.keys import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY
 from components.push.keys import (ALREADY_PUSHED_KEY, MODEL_NAME_KEY, NOT_PUSHED_REASON_KEY, PUSHED_DESTINATION_KEY,
                                   PUSHED_KEY, PUSHED_VERSION_KEY)
 from pipeline.mlmd import RUN_CONTEXT
@@ -140,8 +141,9 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
         b = infra["outputs"]["blessing"][0]
         infra_ok = _prop(b, BLESSED_KEY) == 1
         summary["infra"] = {
-            "status": "blessed" if infra_ok else "not blessed", "reason": _prop(b, "reason", ""),
-            "engine": _prop(b, "engine"), "skew_check": _prop(b, "skew_check"), "skew_max_abs_diff": _prop(b, "skew_max_abs_diff"),
+            "status": "blessed" if infra_ok else "not blessed", "reason": _prop(b, infra_keys.REASON_KEY, ""),
+            "engine": _prop(b, infra_keys.ENGINE_KEY), "skew_check": _prop(b, infra_keys.SKEW_CHECK_KEY),
+            "skew_max_abs_diff": _prop(b, infra_keys.SKEW_MAX_ABS_DIFF_KEY),
         }
         summary["evaluator_blessed"] = summary["blessed"]
         summary["blessed"] = summary["blessed"] and infra_ok  # both gates must pass to push

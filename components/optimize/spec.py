@@ -10,12 +10,8 @@ from tfx.types import Channel
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-MODEL_KEY = "model"
-EXAMPLES_KEY = "examples"
-MODEL_BLESSING_KEY = "model_blessing"
-OPTIMIZE_CONFIG_KEY = "optimize_config"
-OPTIMIZED_MODEL_KEY = "optimized_model"
-OPTIMIZER_PROPERTY = "optimizer"  # string custom property on the output Model: the result JSON
+from components.optimize.keys import (EXAMPLES_KEY, MODEL_BLESSING_KEY, MODEL_KEY, OPTIMIZE_CONFIG_KEY,  # noqa: F401
+                                      OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY)
 
 
 class ModelOptimizerSpec(types.ComponentSpec):
