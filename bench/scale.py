@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=7200, help="seconds per step")
     ap.add_argument("--resume", action="store_true", help="keep the steps already in --output and run the others")
     args = ap.parse_args()
+    from components.train.keys import TRAIN_SUMMARY_FILE  # after sys.path has the repo
     os.makedirs(args.workdir, exist_ok=True)
     root = os.path.join(args.workdir, f"images_{args.images}")
     started = time.time()
@@ -141,7 +142,7 @@ def main() -> int:
         step = timed([sys.executable, "-m", "pipeline", "train-workers", "--config", path, "--workers", str(workers),
                       "--output", out, "--max-restarts", "0", "--timeout", str(args.timeout)],
                      os.path.join(args.workdir, f"train_workers{workers}.log"), args.timeout + 60)
-        summary = os.path.join(out, "model_run", "train_summary.json")
+        summary = os.path.join(out, "model_run", TRAIN_SUMMARY_FILE)
         if os.path.exists(summary):
             with open(summary) as f:
                 s = json.load(f)

@@ -29,7 +29,9 @@ import sys
 from ml_metadata.proto import metadata_store_pb2
 
 from components.evaluate.keys import BLESSED_KEY, SPLIT_KEY, TEST_ACCURACY_KEY
+from components.ingest import keys as ingest_keys
 from components.optimize.keys import OPTIMIZER_PROPERTY
+from components.train.keys import TRAIN_SUMMARY_FILE
 from components.push.keys import PUSHED_DESTINATION_KEY, PUSHED_KEY
 from pipeline.mlmd import RUN_CONTEXT, State as _State, StoreError, consumers, custom_property, execution_artifacts
 from pipeline.mlmd import json_property as _json_property
@@ -227,15 +229,15 @@ def _artifacts(steps: list[Step], type_name: str, side: str = "outputs") -> list
 
 def _artifact_facts(store, steps: list[Step]) -> dict:
     facts: dict = {}
-    examples = next((a for a in _artifacts(steps, "Examples") if custom_property(a, "dataset") is not None), None)
+    examples = next((a for a in _artifacts(steps, "Examples") if custom_property(a, ingest_keys.DATASET_KEY) is not None), None)
     facts["data"] = None if examples is None else {
-        "dataset": custom_property(examples, "dataset"),
-        "dataset_version": custom_property(examples, "dataset_version") or UNKNOWN,
-        "data_source": custom_property(examples, "data_source"),
-        "split_counts": _json_property(examples, "split_counts"),
-        "split_fingerprints": _json_property(examples, "split_fingerprints"),
-        "label_names": _json_property(examples, "label_names"),
-        "image_shape": _json_property(examples, "image_shape"),
+        "dataset": custom_property(examples, ingest_keys.DATASET_KEY),
+        "dataset_version": custom_property(examples, ingest_keys.DATASET_VERSION_KEY) or UNKNOWN,
+        "data_source": custom_property(examples, ingest_keys.DATA_SOURCE_KEY),
+        "split_counts": _json_property(examples, ingest_keys.SPLIT_COUNTS_KEY),
+        "split_fingerprints": _json_property(examples, ingest_keys.SPLIT_FINGERPRINTS_KEY),
+        "label_names": _json_property(examples, ingest_keys.LABEL_NAMES_KEY),
+        "image_shape": _json_property(examples, ingest_keys.IMAGE_SHAPE_KEY),
         "examples_uri": examples.uri,
         "artifact_id": examples.id,
     }
@@ -270,10 +272,10 @@ def _training_facts(store, steps: list[Step]) -> dict | None:
     trainer = _first(steps, ".Trainer")
     if trainer is None:
         return None
-    config = _json_property(trainer.execution, "custom_config") or {}
+    config = _json_property(trainer.execution, "custom_config")  # TFX's Trainer exec property or {}
     model = (trainer.outputs.get("model") or [None])[0]
     model_run = (trainer.outputs.get("model_run") or [None])[0]
-    summary = _read_json(os.path.join(model_run.uri, "train_summary.json")) if model_run else None
+    summary = _read_json(os.path.join(model_run.uri, TRAIN_SUMMARY_FILE)) if model_run else None
     return {
         "model": (config.get("model") or {}).get("name", UNKNOWN),
         "model_hparams": (config.get("model") or {}).get("hparams", {}),

@@ -12,6 +12,7 @@ import os
 import subprocess
 
 from components.evaluate.keys import HELDOUT_REPORT_FILE
+from components.train.keys import HISTORY_FILE
 from pipeline.mlmd import read_json as _read_json
 from pipeline.report import render_report, report_path, save_record
 
@@ -44,7 +45,7 @@ def thresholds_table(summary: dict, evaluate: dict) -> list[dict]:
 
 def build_record(summary: dict, cfg: dict) -> dict:
     model_run = summary.get("model_run_uri")
-    history = _read_json(os.path.join(model_run, "history.json")) if model_run else None
+    history = _read_json(os.path.join(model_run, HISTORY_FILE)) if model_run else None
     train = summary.get("training") or {}
     test = _read_json(os.path.join(summary["test_report_uri"], HELDOUT_REPORT_FILE)) if summary.get("test_report_uri") else None
     failed = any(c["status"] == "failed" for c in summary["components"]) or summary.get("error")

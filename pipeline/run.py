@@ -19,6 +19,7 @@ from pipeline.build import build_pipeline, paths
 from components.evaluate.keys import BLESSED_KEY, TEST_ACCURACY_KEY
 from components.infra_validate import keys as infra_keys
 from components.optimize.keys import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY
+from components.train.keys import TRAIN_SUMMARY_FILE
 from components.push.keys import (ALREADY_PUSHED_KEY, MODEL_NAME_KEY, NOT_PUSHED_REASON_KEY, PUSHED_DESTINATION_KEY,
                                   PUSHED_KEY, PUSHED_VERSION_KEY)
 from pipeline.mlmd import RUN_CONTEXT
@@ -128,7 +129,7 @@ def summarize(cfg: dict, run_id: str, node_ids: list[str]) -> dict:
     if trainer and trainer["outputs"].get("model_run"):
         summary["model_run_uri"] = trainer["outputs"]["model_run"][0].uri
         try:
-            with open(os.path.join(summary["model_run_uri"], "train_summary.json")) as f:
+            with open(os.path.join(summary["model_run_uri"], TRAIN_SUMMARY_FILE)) as f:
                 summary["training"] = json.load(f)
         except OSError:
             pass

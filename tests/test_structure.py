@@ -108,3 +108,35 @@ def test_modules_stay_small():
         if lines > MAX_MODULE_LINES and rel not in KNOWN_LONG_MODULES:
             long_modules[rel] = lines
     assert long_modules == {}
+
+
+# Reader helpers of pipeline/mlmd.py and TFX's Artifact methods: (name, index of the key argument).
+PROPERTY_CALLS = {"custom_property": 1, "json_property": 1, "_prop": 1, "_json_property": 1,
+                  "set_int_custom_property": 0, "set_float_custom_property": 0, "set_string_custom_property": 0,
+                  "get_int_custom_property": 0, "get_float_custom_property": 0, "get_string_custom_property": 0}
+TFX_EXEC_PROPERTIES = {"custom_config"}  # TFX's own names, not ours to define
+
+
+def test_artifact_properties_are_written_and_read_through_key_constants():
+    """A property key is a constant in its component's keys.py, never a literal at the call."""
+    literals = []
+    for rel, path in _modules("components", "pipeline"):
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            index = PROPERTY_CALLS.get(name)
+            if index is not None and len(node.args) > index:
+                key = node.args[index]
+                if isinstance(key, ast.Constant) and key.value not in TFX_EXEC_PROPERTIES:
+                    literals.append(f"{rel}:{node.lineno} {name}({key.value!r})")
+    assert literals == []
+
+
+def test_only_examples_layout_spells_the_split_folder():
+    """TFX's `Split-<name>` folder rule is built in components/examples_layout.py only (messages may mention it)."""
+    built = re.compile(r"""f["']Split-\{|["']Split-\*?["']""")
+    homes = sorted(rel for rel, path in _modules(*SOURCE_PACKAGES) if built.search(open(path).read()))
+    assert homes == ["components/examples_layout.py"]

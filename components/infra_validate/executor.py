@@ -42,7 +42,7 @@ from components.infra_validate import keys
 from components.infra_validate import skew as skew_lib
 from components.infra_validate.config import parse_config
 from components.infra_validate.probe import ModelProblem, probe_signatures, read_served_label_names, signature_disagreement
-from components.infra_validate.skew import TRAINED_MODEL_FILE
+from components.train.keys import TRAINED_MODEL_FILE
 from components.infra_validate.warmup import EvalSample, read_eval_sample, warmup_logs, write_warmup_requests
 from serving.contract import CLASSIFY_SIGNATURE, EXAMPLES_SIGNATURE
 from serving.launcher import ModelServerProcess, ServerNotAvailable, wait_until_available

@@ -28,9 +28,9 @@ import tensorflow as tf
 
 from components.transform.preprocessing import MODEL_INPUT_KEYS
 from components.infra_validate.warmup import read_eval_sample
+from components.train.keys import TRAINED_MODEL_FILE
 from serving.contract import EXAMPLES_SIGNATURE
 
-TRAINED_MODEL_FILE = "model.keras"  # in the Trainer's model_run folder
 
 
 class SkewCheckUnavailable(RuntimeError):

@@ -13,6 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.examples_layout import split_dir
+from components.ingest import keys
 from components.ingest.sources import open_source
 
 log = logging.getLogger("pipeline.ingest")
@@ -63,14 +64,14 @@ class Executor(base_executor.BaseExecutor):
         name = data["name"] if data["source"] == "tfds" else source.name
         version = str(source.builder.info.version) if data["source"] == "tfds" else ""
         props = {
-            "dataset": name,
-            "dataset_version": version,
-            "data_source": data["source"],
-            "label_names": json.dumps(source.label_names),
-            "modality": source.modality,
-            "image_shape": json.dumps(list(data["image_shape"] or source.image_shape or [])),
-            "split_counts": json.dumps(counts),
-            "split_fingerprints": json.dumps(fingerprints),
+            keys.DATASET_KEY: name,
+            keys.DATASET_VERSION_KEY: version,
+            keys.DATA_SOURCE_KEY: data["source"],
+            keys.LABEL_NAMES_KEY: json.dumps(source.label_names),
+            keys.MODALITY_KEY: source.modality,
+            keys.IMAGE_SHAPE_KEY: json.dumps(list(data["image_shape"] or source.image_shape or [])),
+            keys.SPLIT_COUNTS_KEY: json.dumps(counts),
+            keys.SPLIT_FINGERPRINTS_KEY: json.dumps(fingerprints),
         }
         for key, value in props.items():
             examples.set_string_custom_property(key, value)

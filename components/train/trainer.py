@@ -27,6 +27,7 @@ from components.train import augment as augment_lib
 from components.train import optim, precision
 from components.train.augment_preview import save_preview
 from components.train.export import RawTransform, export_serving_model
+from components.train.keys import HISTORY_FILE, TRAIN_SUMMARY_FILE, TRAINED_MODEL_FILE
 from components.train.loop import clear_checkpoints, fit_resumable
 from components.transform.preprocessing import LABEL_KEY, MODEL_INPUT_KEYS, VOCABULARY_NAME, FIRST_WORD_ID
 from models import create_model
@@ -209,7 +210,7 @@ def run_fn(fn_args) -> None:
         image_shape=input_shape if modality == "image" else None,
     )
     # The Keras model itself, for the training/serving skew check (components/infra_validate/skew.py).
-    model.save(os.path.join(model_run_dir, "model.keras"))
+    model.save(os.path.join(model_run_dir, TRAINED_MODEL_FILE))
     summary = {
         "model": model_cfg["name"], "hparams": hparams, "params": int(model.count_params()), "modality": modality,
         "precision": applied_precision, "precision_reason": precision_reason, "strategy": strategy_desc,
@@ -218,8 +219,8 @@ def run_fn(fn_args) -> None:
         "stopped_early": result.stopped_early, "train_examples": n_train, "batch_size": batch_size,
         "task": task_name(strategy), "weights_sha256": weights_digest(model),
     }
-    _write_json(os.path.join(model_run_dir, "history.json"), result.history)
-    _write_json(os.path.join(model_run_dir, "train_summary.json"), summary)
+    _write_json(os.path.join(model_run_dir, HISTORY_FILE), result.history)
+    _write_json(os.path.join(model_run_dir, TRAIN_SUMMARY_FILE), summary)
     clear_checkpoints(ckpt_dir)
     if not chief:
         for throwaway in (model_run_dir, serving_model_dir):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from components.ingest.executor import make_example
 from components.train.export import RawTransform, export_serving_model
 from components.transform.preprocessing import preprocessing_fn
-from components.infra_validate.skew import TRAINED_MODEL_FILE
+from components.train.keys import TRAINED_MODEL_FILE
 
 IMAGE_SHAPE = (8, 8, 1)
 LABELS = ["cat", "dog", "bird"]

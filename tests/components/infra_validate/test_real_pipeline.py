@@ -3,7 +3,7 @@ import os
 
 from pipeline.run import open_store, run_executions
 from components.infra_validate.executor import run_infra_validation
-from components.infra_validate.skew import TRAINED_MODEL_FILE
+from components.train.keys import TRAINED_MODEL_FILE
 from pipeline.validate_cmd import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/components/infra_validate/ -> repo
