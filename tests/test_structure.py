@@ -4,7 +4,9 @@
   imports an upper one (at module level or inside a function);
 - one home per fact: the model-name rule lives in serving/layout.py, the signature names in
   serving/contract.py;
-- modules stay small (< 500 lines).
+- modules stay small (< 500 lines);
+- tests/ mirrors the source tree (tests of components/push/ live in tests/components/push/),
+  apart from the cross-layer suites.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ PENDING_SPLIT: set = set()  # modules allowed over the limit while a split is pe
 KNOWN_LONG_MODULES = PENDING_SPLIT
 MODEL_NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 CONTRACT_LITERALS = ("serving_default", "serving_images", "serving_text", "classification")
+# Suites that exercise several layers at once (like TFX's e2e tests), so mirror no one package.
+CROSS_LAYER_SUITES = ("tests/reliability", "tests/scale")
 
 
 def _modules(*packages: str):
@@ -140,3 +144,29 @@ def test_only_examples_layout_spells_the_split_folder():
     built = re.compile(r"""f["']Split-\{|["']Split-\*?["']""")
     homes = sorted(rel for rel, path in _modules(*SOURCE_PACKAGES) if built.search(open(path).read()))
     assert homes == ["components/examples_layout.py"]
+
+
+def _test_folders():
+    for folder, dirs, _ in os.walk(os.path.join(REPO, "tests")):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")))
+        rel = os.path.relpath(folder, REPO)
+        if rel != "tests":
+            yield rel
+
+
+def test_test_folders_mirror_source_packages():
+    folders = list(_test_folders())
+    assert set(CROSS_LAYER_SUITES) <= set(folders)
+    unmirrored = []
+    for rel in folders:
+        if any(rel == suite or rel.startswith(suite + "/") for suite in CROSS_LAYER_SUITES):
+            continue
+        source = os.path.join(REPO, os.path.relpath(rel, "tests"))
+        if not os.path.isfile(os.path.join(source, "__init__.py")):
+            unmirrored.append(f"{rel}/ (no package {os.path.relpath(source, REPO)}/)")
+    assert unmirrored == []
+
+
+def test_every_test_folder_is_a_package():
+    # Same-named test files in two folders (test_config.py) only import side by side as packages.
+    assert [rel for rel in _test_folders() if not os.path.isfile(os.path.join(REPO, rel, "__init__.py"))] == []

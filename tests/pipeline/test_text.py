@@ -1,4 +1,6 @@
-"""The text path: TFDS text sources, the tokenizing Transform, text_bilstm, `serving_text`.
+"""The text path through the pipeline: data/model mismatches as config errors, then the
+real pipeline end to end. (Tokenizer and Transform: tests/components/transform/; the text
+TFDS sources: tests/components/ingest/test_ingest.py.)
 
 The end-to-end test runs the real pipeline (LocalDagRunner, SQLite MLMD) on the project's
 offline synthetic_reviews dataset (imdb_reviews' features, templated text), then serves
@@ -11,11 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 
-from components.ingest.sources import DataSourceError, open_source
-from components.transform.preprocessing import OOV_ID, PAD_ID, pad_ids, preprocessing_fn, tokenize
+from components.ingest.sources import open_source
 from pipeline.build import check_data_fits_model
 from pipeline.config import ConfigError, validate_config
 
@@ -23,60 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG = os.path.join(REPO, "configs", "reviews_bilstm.yaml")
 
 
-def test_tokenize_lowercases_drops_markup_and_punctuation():
-    tokens = tokenize(tf.constant(["The Movie was NOT bad!<br /><br />Really, it's fine.", "Ünïcode café"]))
-    assert tokens.to_list() == [
-        [b"the", b"movie", b"was", b"not", b"bad", b"really", b"it's", b"fine"],
-        ["ünïcode".encode(), "café".encode()],
-    ]
-
-
-def test_pad_ids_reserves_padding_and_oov_and_truncates():
-    ids = tf.ragged.constant([[0, 5, -1], [1, 2, 3, 4, 5, 6]], dtype=tf.int64)  # -1: not in the vocabulary
-    padded = pad_ids(ids, 4).numpy()
-    assert padded.tolist() == [[2, 7, OOV_ID, PAD_ID], [3, 4, 5, 6]]
-
-
-def test_transform_vocabulary_orders_by_frequency_and_maps_unknown_words(tmp_path):
-    """preprocessing_fn analyzed with tf.Transform on Beam, as TFX Transform runs it."""
-    import apache_beam as beam
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
-
-    spec = {"text": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    train = [{"text": b"good good good movie", "label": 1}, {"text": b"bad movie", "label": 0}]
-    config = {"modality": "text", "max_tokens": 3, "sequence_length": 5}
-    with beam.Pipeline(argv=["--direct_running_mode=in_memory", "--direct_num_workers=1"]) as p, tft_beam.Context(temp_dir=str(tmp_path)):
-        transform_fn = (p | beam.Create(train), metadata) | tft_beam.AnalyzeDataset(lambda x: preprocessing_fn(x, config))
-        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "tg"))
-    output = tft.TFTransformOutput(str(tmp_path / "tg"))
-    assert output.vocabulary_size_by_name("tokens") == 3
-    out = output.transform_raw_features({"text": tf.constant(["Good movie, unseen words", "bad"]), "label": tf.constant([1, 0], tf.int64)})
-    # good (3x) -> 2, movie (2x) -> 3, bad -> 4; unknown -> 1; padding 0
-    assert out["tokens"].numpy().tolist() == [[2, 3, OOV_ID, OOV_ID, PAD_ID], [4, 0, 0, 0, 0]]
-
-
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
-
-
-def _data(name, data_dir, **extra):
-    return dict({"source": "tfds", "name": name, "version": None, "data_dir": data_dir}, **extra)
-
-
-def test_text_tfds_source_yields_text_records(tfds_dir):
-    source = open_source(_data("synthetic_reviews", tfds_dir))
-    assert source.modality == "text" and source.label_names == ["neg", "pos"] and source.image_shape is None
-    record = next(iter(source.records("test")))
-    assert isinstance(record.value, bytes) and record.label in (0, 1) and len(record.value.decode().split()) >= 4
-
-
-def test_unprepared_imdb_reviews_names_the_dataset_and_the_fix(tmp_path):
-    with pytest.raises(DataSourceError, match=r"(?s)imdb_reviews.*not prepared.*download_and_prepare"):
-        open_source(_data("imdb_reviews", str(tmp_path)))
 
 
 @pytest.mark.parametrize(

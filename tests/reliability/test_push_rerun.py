@@ -7,7 +7,7 @@ import textwrap
 import time
 
 from components.push.publish import STALE_TMP_SECONDS, TMP_PREFIX, _owner, existing_versions, publish, remove_stale_tmp
-from tests.pipeline.test_publish import make_model
+from tests.components.push.test_publish import make_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -28,7 +28,7 @@ def job(tmp_path_factory):
         cfg = yaml.safe_load(f)
     cfg["runs_dir"] = str(tmp / "runs")
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.MonkeyPatch.context() as mp:  # as tests/ops/test_compile.py: KFP-importable custom type name
+    with pytest.MonkeyPatch.context() as mp:  # as tests/pipeline/test_compile.py: KFP-importable custom type name
         if not compile_mod.KFP_ARTIFACT_TYPE_RE.match(HeldOutReport.TYPE_NAME):
             mp.setattr(HeldOutReport, "TYPE_NAME", "components.HeldOutReport")
             mp.setattr(components, "HeldOutReport", HeldOutReport, raising=False)

@@ -102,11 +102,11 @@ def optimize_version(saved_model_dir: str, workdir: str) -> str:
     """A copy of `saved_model_dir` carrying a real gated ONNX artifact, made by the project's optimizer.
 
     The speed gate is taken out (min_speedup 0): it is measured on a shared 2-core machine
-    and tested in tests/optimize; here the artifact only has to exist and pass parity/accuracy.
+    and tested in tests/components/optimize; here the artifact only has to exist and pass parity/accuracy.
     """
     from components.optimize.config import validate_optimize_config
     from components.optimize.executor import run_optimizer
-    from tests.optimize.conftest import digits_images, write_eval_split
+    from tests.components.optimize.conftest import digits_images, write_eval_split
 
     digits, labels = digits_images()
     eval_dir = write_eval_split(os.path.join(workdir, "examples"), digits[:96], labels[:96] % len(LABELS))

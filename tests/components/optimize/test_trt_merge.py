@@ -9,7 +9,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from components.optimize.trt import merge_signatures
 from serving.contract import read_label_names
 
-from tests.optimize.conftest import LABELS
+from tests.components.optimize.conftest import LABELS
 
 SIGNATURES = ("serving_default", "serving_images", "classification")
 

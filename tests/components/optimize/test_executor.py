@@ -11,7 +11,7 @@ from components.optimize.config import validate_optimize_config
 from components.optimize.executor import RESULT_FILE, run_optimizer
 from serving import optimized
 
-from tests.optimize.helpers import tree_bytes
+from tests.components.optimize.helpers import tree_bytes
 
 # The speed gate is measured on a shared 2-core machine; tests about the artifact and its
 # manifest take the speed requirement out (min_speedup 0) and say so. The speed gate itself

@@ -1,7 +1,7 @@
 """GPU-only paths: TF-TRT conversion and a native TensorRT engine. Skipped here with the detected reason.
 
 tests/conftest.py hides GPUs unless CUDA_VISIBLE_DEVICES is set, so on a GPU machine run:
-    CUDA_VISIBLE_DEVICES=0 .venv/bin/python -m pytest tests/optimize -m gpu
+    CUDA_VISIBLE_DEVICES=0 .venv/bin/python -m pytest tests/components/optimize -m gpu
 """
 import pytest
 
@@ -10,7 +10,7 @@ from components.optimize.executor import run_optimizer
 from serving.contract import read_label_names
 from serving.optimized import load_optimized
 
-from tests.optimize.helpers import tree_bytes
+from tests.components.optimize.helpers import tree_bytes
 
 pytestmark = pytest.mark.gpu
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from components.optimize.eval_data import read_eval_inputs
 from components.optimize.parity import check_parity, saved_model_predictor
 
-from tests.optimize.conftest import IMAGE_SHAPE
+from tests.components.optimize.conftest import IMAGE_SHAPE
 
 if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     pytest.skip("tf2onnx and onnxruntime are not installed (pip install tf2onnx==1.17.0 onnxruntime==1.31.0)", allow_module_level=True)

@@ -10,7 +10,7 @@ from components.optimize import OPTIMIZED_MODEL_KEY, OPTIMIZER_PROPERTY, ModelOp
 
 from serving import optimized
 
-from tests.optimize.helpers import tree_bytes
+from tests.components.optimize.helpers import tree_bytes
 
 
 def importers(model_uri, examples_uri):

@@ -10,7 +10,7 @@ from components.optimize.eval_data import read_eval_inputs
 from components.optimize.onnx_export import EngineUnsupportedError, tensorrt_build_settings
 from components.optimize.precision import fp16_unavailable
 
-from tests.optimize.conftest import IMAGE_SHAPE
+from tests.components.optimize.conftest import IMAGE_SHAPE
 
 needs_onnx = pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="tf2onnx is not installed (pip install tf2onnx==1.17.0 onnxruntime==1.31.0)")
 CPU = ["AzureExecutionProvider", "CPUExecutionProvider"]

@@ -2,7 +2,7 @@
 "monitor" (a small script with the monitor's exit codes and report.json) and a real
 Scheduler with a fake job and real flock(2) locks, so drift starts exactly one run and a
 run in progress is never overlapped. The real monitor is exercised end to end in
-tests/pipeline/test_monitor.py."""
+tests/pipeline/monitor/test_monitor.py."""
 import json
 import subprocess
 import sys
@@ -13,7 +13,7 @@ import pytest
 from pipeline.monitor.schedule_hook import monitor_tick
 from pipeline.schedule import EXIT_SKIPPED, Scheduler
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # tests/pipeline/<package>/ -> repo
 PIPELINE = "toy_monitor_pipe"
 FAKE_MONITOR = """
 import argparse, json, os, sys, time

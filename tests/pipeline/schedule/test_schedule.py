@@ -25,7 +25,7 @@ from pipeline.schedule import (EXIT_SKIPPED, InvalidCronError, PipelineLocked, S
                                cron_fire_times, cron_to_on_calendar, parse_cron, pipeline_lock,
                                pipeline_name_for)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # tests/pipeline/<package>/ -> repo
 PIPELINE = "toy_pipe"
 
 

@@ -135,3 +135,15 @@ def test_unprepared_tfds_dataset_says_how_to_prepare(name, tmp_path):
         open_source(dict(DATA_DEFAULTS, source="tfds", name=name, data_dir=str(tmp_path)))
     msg = str(e.value)
     assert f"'{name}' is not prepared" in msg and "download_and_prepare()" in msg and str(tmp_path) in msg
+
+
+def test_text_tfds_source_yields_text_records(tfds_dir):
+    source = open_source(dict(DATA_DEFAULTS, source="tfds", name="synthetic_reviews", data_dir=tfds_dir))
+    assert source.modality == "text" and source.label_names == ["neg", "pos"] and source.image_shape is None
+    record = next(iter(source.records("test")))
+    assert isinstance(record.value, bytes) and record.label in (0, 1) and len(record.value.decode().split()) >= 4
+
+
+def test_unprepared_imdb_reviews_names_the_dataset_and_the_fix(tmp_path):
+    with pytest.raises(DataSourceError, match=r"(?s)imdb_reviews.*not prepared.*download_and_prepare"):
+        open_source(dict(DATA_DEFAULTS, source="tfds", name="imdb_reviews", data_dir=str(tmp_path)))

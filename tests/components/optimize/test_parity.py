@@ -5,7 +5,7 @@ import pytest
 from components.optimize.eval_data import read_eval_inputs, serving_image_shape
 from components.optimize.parity import ALL_SIGNATURES, check_saved_model_parity, compare_probabilities, worst_of
 
-from tests.optimize.conftest import EVAL_EXAMPLES, IMAGE_SHAPE
+from tests.components.optimize.conftest import EVAL_EXAMPLES, IMAGE_SHAPE
 
 BOUNDS = {"min_top1_agreement": 0.995, "max_prob_diff": 0.02}
 
