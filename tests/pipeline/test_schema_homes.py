@@ -64,6 +64,7 @@ def test_thresholds_yaml_spelling_works_in_the_pipeline_config():
 @pytest.mark.parametrize("evaluate, words", [
     ({"accuracy": {"lower_bound": 0.9}, "accuracy_lower_bound": 0.8}, ["evaluate.accuracy_lower_bound", "same gate", "accuracy"]),
     ({"accuracy": {"lower_bound": 1.5}}, ["evaluate.accuracy.lower_bound", "1.5", "[0, 1]"]),
+    ({"accuracy_lower_bound": 1.5}, ["evaluate.accuracy_lower_bound", "1.5", "[0, 1]"]),  # the alias, range-checked too
     ({"accuracy": {"upper_bound": 0.5}}, ["evaluate.accuracy", "lower_bound only"]),
     ({"max_accuracy_drop": -0.1}, ["evaluate.max_accuracy_drop", "-0.1", "[0, 1]"]),
     ({"acuracy": {"lower_bound": 0.9}}, ["unknown config key 'evaluate.acuracy'", "accuracy, per_class_recall"]),
@@ -199,3 +200,21 @@ def test_one_field_helper_for_every_section():
                 offenders += [f"{path}:{node.lineno}" for node in ast.walk(tree)
                               if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "types" for k in node.keys)]
     assert offenders == []  # dataclass field metadata {"types": ...} is written only by config_section.field
+
+
+def test_shipped_configs_spell_gates_the_one_way():
+    """configs/ and the README teach `accuracy: {lower_bound: x}`; the old keys stay only as aliases."""
+    import glob
+
+    import yaml
+
+    from components.evaluate.gates import ALIASES
+
+    for path in sorted(glob.glob("configs/*.yaml")):
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        section = raw.get("evaluate", raw if "pipeline_name" not in raw else {}) or {}
+        assert not set(section) & set(ALIASES), (path, sorted(set(section) & set(ALIASES)))
+    with open("README.md") as f:
+        readme = f.read()
+    assert "accuracy_lower_bound:" not in readme and "accuracy: {lower_bound:" in readme
