@@ -153,12 +153,12 @@ def validate_config(raw: dict) -> dict:
             f"unknown config key 'model.hparams.{unknown[0]}' for model {cfg['model']['name']!r}. "
             f"Allowed keys: {', '.join(sorted(names[cfg['model']['name']])) or '(none)'}"
         )
-    from components.train.augment import AugmentationPolicy
+    from components.train.augment_config import parse_augmentation
 
-    try:  # validated now, not minutes later inside the Trainer
-        AugmentationPolicy.from_config(cfg["train"]["augmentation"], num_classes=2)
+    try:  # validated now, not minutes later inside the Trainer; its messages name train.augmentation.<op>.<key>
+        parse_augmentation(cfg["train"]["augmentation"])
     except ValueError as e:
-        raise ConfigError(f"config key 'train.augmentation': {e}") from None
+        raise ConfigError(str(e)) from None
     from components.train import optim
 
     train = cfg["train"]
