@@ -18,10 +18,13 @@ import yaml
 
 from components.evaluate.gates import GateError, Gates
 from components.infra_validate.config import DEFAULT_CONFIG as INFRA_DEFAULTS
-from components.train.config import MAX_EPOCHS, TrainConfig, TrainConfigError  # noqa: F401 (MAX_EPOCHS: re-exported)
+from components.config_section import SectionError
+from components.ingest.config import DataConfig
+from components.push.config import PushConfig
+from components.train.config import MAX_EPOCHS, TrainConfig  # noqa: F401 (MAX_EPOCHS: re-exported)
 from components.infra_validate.config import USER_KEYS as INFRA_USER_KEYS
 from components.infra_validate.config import parse_config as parse_infra_config
-from serving.layout import MODEL_NAME_PATTERN as NAME_RE  # the one model/pipeline name rule
+from serving.layout import MODEL_NAME_RULE, is_model_name  # the one model/pipeline name rule
 
 
 class ConfigError(ValueError):
@@ -36,22 +39,8 @@ ANY_DICT = "any-dict"  # free-form mapping, validated by the component that owns
 SCHEMA: dict[str, Any] = {
     "pipeline_name": ((str,), REQUIRED, None),
     "runs_dir": ((str,), "runs", None),
-    "data": {
-        "source": ((str,), "tfds", ("tfds", "image_folder", "tfrecord")),
-        "name": ((str,), "sklearn_digits", None),  # TFDS name
-        "version": ((str, type(None)), None, None),
-        "data_dir": ((str, type(None)), None, None),  # default: <runs_dir>/tensorflow_datasets
-        "root": ((str, type(None)), None, None),  # image_folder root / tfrecord file pattern root
-        "splits": ((dict,), {"train": "train", "eval": "validation", "test": "test"}, None),
-        "image_shape": ((list, type(None)), None, None),  # [H, W, C]; required to resize image folders
-        "label_names": ((list, type(None)), None, None),  # tfrecord sources without names
-        "train_fraction": ((float, int), 1.0, None),  # low-data experiments; stratified, seeded
-        "seed": ((int,), 0, None),
-        "text": {  # text datasets only: the tokenizing Transform
-            "max_tokens": ((int,), 20000, None),  # vocabulary: the most frequent training tokens
-            "sequence_length": ((int,), 200, None),  # tokens per example (padded / truncated)
-        },
-    },
+    # keys, types, defaults and allowed values from the section's one schema, components/ingest/config.py
+    "data": DataConfig.schema(),
     "model": {
         "name": ((str,), "digits_cnn", None),
         "hparams": ((dict,), {}, None),
@@ -65,10 +54,8 @@ SCHEMA: dict[str, Any] = {
     # keys and defaults from the section's one schema, components/infra_validate/config.py
     "infra_validation": {key: ((float, int) if isinstance(INFRA_DEFAULTS[key], float) else (type(INFRA_DEFAULTS[key]),),
                                INFRA_DEFAULTS[key], None) for key in INFRA_USER_KEYS},
-    "push": {
-        "model_name": ((str,), "digits", None),
-        "serving_base": ((str, type(None)), None, None),  # default: <runs_dir>/serving
-    },
+    # keys, types and defaults from the section's one schema, components/push/config.py
+    "push": PushConfig.schema(),
     "beam_args": ((list,), ["--direct_running_mode=in_memory", "--direct_num_workers=1"], None),
     "enable_cache": ((bool,), True, None),
 }
@@ -118,37 +105,16 @@ def _check_semantics(cfg: dict) -> None:
     def bad(key, value, want):
         raise ConfigError(f"config key '{key}' has bad value {value!r}: {want}")
 
-    if not NAME_RE.match(cfg["pipeline_name"]):
-        bad("pipeline_name", cfg["pipeline_name"], "use letters, digits, '_', '.', '-' (max 128)")
-    if not NAME_RE.match(cfg["push"]["model_name"]):
-        bad("push.model_name", cfg["push"]["model_name"], "use letters, digits, '_', '.', '-' (max 128)")
-    data, train = cfg["data"], cfg["train"]
-    splits = data["splits"]
-    if set(splits) != {"train", "eval", "test"}:
-        bad("data.splits", splits, "map exactly the output splits train, eval and test to source split names")
-    for key, value in splits.items():
-        if not isinstance(value, str) or not value:
-            bad(f"data.splits.{key}", value, "expected a source split name (a string), e.g. train, validation or 'train[:80%]'")
-    for i, name in enumerate(data["label_names"] or []):
-        if not isinstance(name, str) or not name:
-            bad(f"data.label_names[{i}]", name, "expected a class name (a non-empty string)")
+    if not is_model_name(cfg["pipeline_name"]):
+        bad("pipeline_name", cfg["pipeline_name"], f"use {MODEL_NAME_RULE}")
     for i, arg in enumerate(cfg["beam_args"]):
         if not isinstance(arg, str) or not arg.startswith("--"):
             bad(f"beam_args[{i}]", arg, "expected a Beam pipeline option string such as '--direct_num_workers=1'")
-    if data["source"] in ("image_folder", "tfrecord") and not data["root"]:
-        raise ConfigError(f"missing config key 'data.root': data.source '{data['source']}' needs the folder to read")
-    shape = data["image_shape"]
-    if shape is not None and (len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape) or shape[2] not in (1, 3)):
-        bad("data.image_shape", shape, "expected [height, width, channels] with channels 1 or 3")
-    for key in ("max_tokens", "sequence_length"):
-        if data["text"][key] < 1:
-            bad(f"data.text.{key}", data["text"][key], "expected an integer >= 1")
-    if not 0 < data["train_fraction"] <= 1:
-        bad("data.train_fraction", data["train_fraction"], "expected a number in (0, 1]")
-    try:
-        TrainConfig.from_dict(train)
-    except TrainConfigError as e:
-        bad(f"train.{e.key}", e.value, e.want)
+    for section in (PushConfig, DataConfig, TrainConfig):  # each section's own range checks
+        try:
+            section.from_dict(cfg[section.SECTION])
+        except SectionError as e:
+            raise ConfigError(e.config_message()) from None
     cfg["evaluate"] = parse_evaluate(cfg["evaluate"])
 
 
@@ -187,12 +153,12 @@ def validate_config(raw: dict) -> dict:
             f"unknown config key 'model.hparams.{unknown[0]}' for model {cfg['model']['name']!r}. "
             f"Allowed keys: {', '.join(sorted(names[cfg['model']['name']])) or '(none)'}"
         )
-    from components.train.augment import AugmentationPolicy
+    from components.train.augment_config import parse_augmentation
 
-    try:  # validated now, not minutes later inside the Trainer
-        AugmentationPolicy.from_config(cfg["train"]["augmentation"], num_classes=2)
+    try:  # validated now, not minutes later inside the Trainer; its messages name train.augmentation.<op>.<key>
+        parse_augmentation(cfg["train"]["augmentation"])
     except ValueError as e:
-        raise ConfigError(f"config key 'train.augmentation': {e}") from None
+        raise ConfigError(str(e)) from None
     from components.train import optim
 
     train = cfg["train"]

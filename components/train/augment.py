@@ -3,8 +3,10 @@
 The policy is the `augmentation:` section of the pipeline config: a mapping from op name
 to its parameters (`{}` or `null` for the defaults, `false` or `p: 0` to switch one off,
 `enabled: false` to switch all off; `fill_mode` sets how geometric ops fill pixels from
-outside the image, see FILL_MODES). It is validated up front: an unknown op or parameter,
-or a value out of range, raises a ValueError that names it and what is allowed.
+outside the image, see FILL_MODES). It is validated up front by its one schema,
+components/train/augment_config.py (a frozen dataclass per op with its defaults and ranges): an
+unknown op or parameter, or a value out of range, raises a ValueError that names
+`train.augmentation.<op>.<key>`, the bad value and what is allowed.
 
     augmentation:
       horizontal_flip: {p: 0.5}
@@ -41,118 +43,21 @@ test can prove that a serving graph contains none of them.
 """
 from __future__ import annotations
 
-import difflib
-import math
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import tensorflow as tf
 
+from components.train.augment_config import FILL_MODES, OP_SPECS, POLICY_OPTIONS, check_fill_mode, parse_augmentation, parse_ops  # noqa: F401 (re-exported)
 from components.train.augment_ops import (
     GEOMETRIC_TRANSFORMS, Draws, active_jitter_strengths, color_jitter, cutmix, cutout, mixup, resample,
 )
 
 AUGMENTATION_SCOPE = "augmentation"
 AUGMENTATION_OP_PREFIX = AUGMENTATION_SCOPE + "/"
-FILL_MODES = ("min", "nearest", "reflect")  # "min": outside pixels get the image's minimum (its background)
-POLICY_OPTIONS = ("enabled", "fill_mode")
-
-
-# ----------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class _Number:
-    """A float (or int if `integer`) parameter in [lo, hi] (lo excluded if `lo_open`)."""
-
-    default: float
-    lo: float
-    hi: float
-    lo_open: bool = False
-    integer: bool = False
-
-    def allowed(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        return f"{kind} in {'(' if self.lo_open else '['}{self.lo}, {self.hi}]"
-
-    def check(self, value: Any, where: str) -> float:
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not is_number or (self.integer and value != int(value)):
-            raise ValueError(f"{where} must be {self.allowed()}, got {value!r}.")
-        too_low = value <= self.lo if self.lo_open else value < self.lo
-        if too_low or value > self.hi or math.isnan(value):
-            raise ValueError(f"{where} = {value!r} is out of range: it must be {self.allowed()}.")
-        return int(value) if self.integer else float(value)
-
-
-@dataclass(frozen=True)
-class _Range:
-    """A [low, high] pair with low <= high, both allowed by `bound`."""
-
-    default: tuple
-    bound: _Number
-
-    def check(self, value: Any, where: str) -> tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ValueError(f"{where} must be a [low, high] pair of numbers, each {self.bound.allowed()}; got {value!r}.")
-        low, high = (self.bound.check(v, where) for v in value)
-        if low > high:
-            raise ValueError(f"{where} = {list(value)!r}: low must be <= high.")
-        return (low, high)
-
-
-def _p(default: float = 1.0) -> _Number:
-    return _Number(default, 0.0, 1.0)
-
-
-# Op name -> parameter specs. The order here is the order ops run in.
-OP_PARAMS: dict[str, dict[str, _Number | _Range]] = {
-    "horizontal_flip": {"p": _p(0.5)},
-    "vertical_flip": {"p": _p(0.5)},
-    "random_resized_crop": {
-        "p": _p(),
-        "scale": _Range((0.08, 1.0), _Number(0, 0.0, 1.0, lo_open=True)),  # crop area / image area
-        "ratio": _Range((3 / 4, 4 / 3), _Number(0, 0.0, 10.0, lo_open=True)),  # crop width / height
-    },
-    "random_crop": {"p": _p(), "pad": _Number(2, 0, 256, integer=True)},  # pad, then crop back to H x W
-    "rotation": {"p": _p(), "degrees": _Number(15.0, 0.0, 180.0)},  # angle uniform in [-degrees, degrees]
-    "zoom": {"p": _p(), "range": _Range((0.9, 1.1), _Number(0, 0.1, 10.0))},  # factor > 1 zooms in
-    "translation": {"p": _p(), "fraction": _Number(0.1, 0.0, 0.5)},  # max shift / image side
-    "color_jitter": {
-        "p": _p(),
-        "brightness": _Number(0.2, 0.0, 1.0),  # shift by up to this fraction of the image's value range
-        "contrast": _Number(0.2, 0.0, 1.0),  # factor in [1 - contrast, 1 + contrast]
-        "saturation": _Number(0.2, 0.0, 1.0),  # factor in [1 - saturation, 1 + saturation]; RGB only
-        "hue": _Number(0.0, 0.0, 0.5),  # hue shift in turns; RGB only
-    },
-    "cutout": {"p": _p(), "size": _Number(0.25, 0.0, 1.0, lo_open=True), "count": _Number(1, 1, 16, integer=True)},
-    "mixup": {"p": _p(), "alpha": _Number(0.2, 0.0, 10.0, lo_open=True)},
-    "cutmix": {"p": _p(), "alpha": _Number(1.0, 0.0, 10.0, lo_open=True)},
-}
+# Op name -> its parameters' dataclass (defaults and ranges: components/train/augment_config.py). The order is the order ops run in.
+OP_PARAMS = OP_SPECS
 GEOMETRIC_OPS = ("horizontal_flip", "vertical_flip", "random_resized_crop", "random_crop", "rotation", "zoom", "translation")
 LABEL_MIXING_OPS = ("mixup", "cutmix")
-
-
-def _unknown(kind: str, name: Any, allowed) -> ValueError:
-    close = difflib.get_close_matches(str(name), list(allowed), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown augmentation {kind} {name!r}.{hint} Allowed: {', '.join(allowed)}.")
-
-
-def _check_op(name: str, raw: Any) -> dict | None:
-    """Validated params of one op with defaults filled in, or None when it is switched off."""
-    specs = OP_PARAMS[name]
-    if raw is False:
-        return None
-    if raw is None or raw is True:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"augmentation.{name} must be a mapping of parameters ({', '.join(specs)}), true/false or null; got {raw!r}.")
-    for key in raw:
-        if key not in specs:
-            raise _unknown(f"parameter for {name}:", key, specs)
-    params = {key: spec.check(raw[key], f"augmentation.{name}.{key}") if key in raw else spec.default for key, spec in specs.items()}
-    return params if params["p"] > 0 else None
 
 
 # ----------------------------------------------------------------------------- policy
@@ -177,30 +82,15 @@ class AugmentationPolicy:
     def __init__(self, ops: Mapping[str, Mapping[str, Any]], num_classes: int, fill_mode: str = "min"):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
-        if fill_mode not in FILL_MODES:
-            raise ValueError(f"augmentation.fill_mode = {fill_mode!r} is not allowed; use one of {', '.join(FILL_MODES)}.")
-        for name in ops:
-            if name not in OP_PARAMS:
-                raise _unknown("op", name, OP_PARAMS)
-        checked = {name: _check_op(name, ops[name]) for name in OP_PARAMS if name in ops}  # run order, not config order
-        self.ops = {name: params for name, params in checked.items() if params is not None}
+        self.fill_mode = check_fill_mode(fill_mode)
+        self.ops = parse_ops(ops)
         self.num_classes = num_classes
-        self.fill_mode = fill_mode
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, num_classes: int) -> "AugmentationPolicy":
         """Validates the `augmentation:` config section (a plain dict from YAML); None or {} means no augmentation."""
-        config = {} if config is None else config
-        if not isinstance(config, Mapping):
-            raise ValueError(f"The augmentation config must be a mapping of op name -> parameters, got {type(config).__name__}: {config!r}.")
-        for key in config:
-            if key not in OP_PARAMS and key not in POLICY_OPTIONS:
-                raise _unknown("op", key, list(OP_PARAMS) + list(POLICY_OPTIONS))
-        enabled = config.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ValueError(f"augmentation.enabled must be true or false, got {enabled!r}.")
-        policy = cls({name: config[name] for name in OP_PARAMS if name in config}, num_classes, config.get("fill_mode", "min"))
-        return policy if enabled else cls({}, num_classes, policy.fill_mode)  # validated even when off
+        ops, fill_mode = parse_augmentation(config)
+        return cls(ops, num_classes, fill_mode)
 
     @property
     def enabled(self) -> bool:

@@ -11,6 +11,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from components.train.augment_config import CONFIG_KEY
+
 # ----------------------------------------------------------------------------- random draws
 
 
@@ -76,7 +78,7 @@ def _random_crop(params, draws, h, w):
     """Pad by `pad` (filled per fill_mode), crop back to H x W at a random offset: an integer shift in [-pad, pad]."""
     pad = params["pad"]
     if pad > min(h, w) // 2:
-        raise ValueError(f"augmentation.random_crop.pad = {pad} is too large for {h}x{w} images: use at most {min(h, w) // 2}.")
+        raise ValueError(f"{CONFIG_KEY}.random_crop.pad = {pad} is too large for {h}x{w} images: use at most {min(h, w) // 2}.")
     shift = tf.floor(draws.uniform(2) * (2 * pad + 1)) - pad
     return _affine(draws.n, a02=shift[0], a12=shift[1])
 

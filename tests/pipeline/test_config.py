@@ -41,7 +41,7 @@ def test_default_config_fills_defaults():
         (lambda c: c["model"].update(name="resnet9000"), ["model.name", "'resnet9000'", "digits_cnn"]),
         (lambda c: c["model"].update(hparams={"widht": 2}), ["model.hparams.widht", "Allowed keys"]),
         (lambda c: c["push"].update(model_name="../etc"), ["push.model_name", "'../etc'"]),
-        (lambda c: c["evaluate"].update(accuracy_lower_bound=1.5), ["evaluate.accuracy_lower_bound", "[0, 1]"]),
+        (lambda c: c["evaluate"].update(accuracy={"lower_bound": 1.5}), ["evaluate.accuracy.lower_bound", "1.5", "[0, 1]"]),
         (lambda c: c["data"].update(splits={"train": "train"}), ["data.splits", "train, eval and test"]),
         (lambda c: c.pop("pipeline_name"), ["missing required config key 'pipeline_name'"]),
         # absurd or hostile values (issue 11)

@@ -59,7 +59,7 @@ def test_lineage_of_the_pushed_version(pipeline_runs, capsys):
     assert evaluation["blessed"] is True and evaluation["failed_thresholds"] == []
     accuracy = evaluation["metrics"]["eval_sparse_categorical_accuracy"]
     assert accuracy == pytest.approx(pipeline_runs["summary2"]["metrics"]["eval_sparse_categorical_accuracy"])
-    assert {"metric": "SparseCategoricalAccuracy", "slice": "overall", "bound": f">= {cfg['evaluate']['accuracy_lower_bound']}"} in evaluation["thresholds"]
+    assert {"metric": "SparseCategoricalAccuracy", "slice": "overall", "bound": f">= {cfg['evaluate']['accuracy']['lower_bound']}"} in evaluation["thresholds"]
     assert facts["heldout"]["test_accuracy"] == pytest.approx(pipeline_runs["summary2"]["metrics"]["test_accuracy"])
     nodes = {s["node"] for s in facts["steps"]}
     assert {"Pusher", "Evaluator", "Trainer", "Transform", "SchemaGen", "ExampleGen", "HeldOutEvaluator"} <= nodes

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def worse_run(pipeline_runs):
     cfg = json.loads(json.dumps(pipeline_runs["cfg"]))
     cfg["train"]["epochs"] = 1
-    cfg["evaluate"]["accuracy_lower_bound"] = 0.999
+    cfg["evaluate"]["accuracy"] = {"lower_bound": 0.999}
     cfg["evaluate"]["max_accuracy_drop"] = 0.0
     tmp = pipeline_runs["tmp"]
     config, summary_path = tmp / "worse.yaml", tmp / "worse_summary.json"
