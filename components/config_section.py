@@ -25,14 +25,15 @@ from typing import Any, ClassVar
 NUMBER = (float, int)
 
 
-def field(default, types, allowed=None, **kwargs):
+def field(default, types, allowed=None, internal=False, **kwargs):
     """A section field: its default and the types / allowed values the config may give.
 
     A ConfigSection class as `default` makes a nested section (e.g. `data.text`), filled with its defaults.
+    `internal`: set by the pipeline build, not a key users write (left out of `schema()`).
     """
     if isinstance(default, type) and issubclass(default, ConfigSection):
         return dataclasses.field(default_factory=default, metadata={"section": default}, **kwargs)
-    metadata = {"types": types, "allowed": allowed}
+    metadata = {"types": types, "allowed": allowed, "internal": internal}
     if isinstance(default, (dict, list)):
         factory = type(default)
         return dataclasses.field(default_factory=lambda: factory(default), metadata=metadata, **kwargs)
@@ -74,7 +75,7 @@ class ConfigSection:
         for f in dataclasses.fields(cls):
             if "section" in f.metadata:
                 out[f.name] = f.metadata["section"].schema()
-            else:
+            elif not f.metadata.get("internal"):
                 out[f.name] = (f.metadata["types"], getattr(defaults, f.name), f.metadata["allowed"])
         return out
 

@@ -17,13 +17,11 @@ from typing import Any
 import yaml
 
 from components.evaluate.gates import GateError, Gates
-from components.infra_validate.config import DEFAULT_CONFIG as INFRA_DEFAULTS
 from components.config_section import SectionError
+from components.infra_validate.config import InfraValidationConfig
 from components.ingest.config import DataConfig
 from components.push.config import PushConfig
 from components.train.config import MAX_EPOCHS, TrainConfig  # noqa: F401 (MAX_EPOCHS: re-exported)
-from components.infra_validate.config import USER_KEYS as INFRA_USER_KEYS
-from components.infra_validate.config import parse_config as parse_infra_config
 from serving.layout import MODEL_NAME_RULE, is_model_name  # the one model/pipeline name rule
 
 
@@ -52,8 +50,7 @@ SCHEMA: dict[str, Any] = {
     "optimize": ((dict,), {"engine": "auto"}, ANY_DICT),
     "monitor": ((dict,), {}, ANY_DICT),  # pipeline/monitor/config.py validates it
     # keys and defaults from the section's one schema, components/infra_validate/config.py
-    "infra_validation": {key: ((float, int) if isinstance(INFRA_DEFAULTS[key], float) else (type(INFRA_DEFAULTS[key]),),
-                               INFRA_DEFAULTS[key], None) for key in INFRA_USER_KEYS},
+    "infra_validation": InfraValidationConfig.schema(),
     # keys, types and defaults from the section's one schema, components/push/config.py
     "push": PushConfig.schema(),
     "beam_args": ((list,), ["--direct_running_mode=in_memory", "--direct_num_workers=1"], None),
@@ -110,7 +107,7 @@ def _check_semantics(cfg: dict) -> None:
     for i, arg in enumerate(cfg["beam_args"]):
         if not isinstance(arg, str) or not arg.startswith("--"):
             bad(f"beam_args[{i}]", arg, "expected a Beam pipeline option string such as '--direct_num_workers=1'")
-    for section in (PushConfig, DataConfig, TrainConfig):  # each section's own range checks
+    for section in (PushConfig, DataConfig, TrainConfig, InfraValidationConfig):  # each section's own range checks
         try:
             section.from_dict(cfg[section.SECTION])
         except SectionError as e:
@@ -170,10 +167,6 @@ def validate_config(raw: dict) -> dict:
         optim.build_optimizer(train["optimizer"], 0.1, weight_decay=train["weight_decay"], momentum=train["momentum"], nesterov=train["nesterov"])
     except ValueError as e:
         raise ConfigError(f"config key 'train.optimizer': {e}") from None
-    try:
-        parse_infra_config(cfg["infra_validation"])
-    except ValueError as e:
-        raise ConfigError(f"config key 'infra_validation': {e}") from None
     if cfg["evaluate"]["metrics"]:  # TFMA loads in seconds: only when the config names a metric
         from components.evaluate.eval_config import check_metric_name
 

@@ -114,6 +114,7 @@ def _pipeline_schema_literal() -> dict:
     ("data", "components.ingest.config", "DataConfig"),
     ("push", "components.push.config", "PushConfig"),
     ("train", "components.train.config", "TrainConfig"),
+    ("infra_validation", "components.infra_validate.config", "InfraValidationConfig"),
 ])
 def test_section_schema_comes_from_its_component_dataclass(key, module, name):
     import ast
