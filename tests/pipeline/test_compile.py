@@ -9,7 +9,6 @@ import py_compile
 import pytest
 import yaml
 
-import components
 from components.evaluate.heldout import HeldOutReport
 from pipeline import compile as compile_mod
 from pipeline.compile import CompileError, Placement, check_kfp_artifact_types, cli, kfp_pipeline_name
@@ -31,17 +30,7 @@ def config_path(tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture
-def kfp_importable_heldout_type(monkeypatch):
-    """KFP imports a custom artifact class by its TYPE_NAME ("<module>.<Class>"). Until
-    components/evaluate/heldout/component.py names HeldOutReport 'components.HeldOutReport' and
-    components/__init__.py exports it, apply that same change for this test only."""
-    if not compile_mod.KFP_ARTIFACT_TYPE_RE.match(HeldOutReport.TYPE_NAME):
-        monkeypatch.setattr(HeldOutReport, "TYPE_NAME", "components.HeldOutReport")
-        monkeypatch.setattr(components, "HeldOutReport", HeldOutReport, raising=False)
-
-
-def test_kubeflow_v2_spec_has_every_component(config_path, tmp_path, capsys, kfp_importable_heldout_type):
+def test_kubeflow_v2_spec_has_every_component(config_path, tmp_path, capsys):
     pytest.importorskip("kfp", reason="the kubeflow-v2 target needs kfp (pip install " + compile_mod.KFP_PINS + ")")
     out = tmp_path / "pipeline.json"
     code = cli(["--config", config_path, "--target", "kubeflow-v2", "--output", str(out), "--image", "gcr.io/p/img:1",

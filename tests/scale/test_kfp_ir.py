@@ -10,9 +10,6 @@ import yaml
 
 kfp = pytest.importorskip("kfp", reason="the kubeflow-v2 target needs kfp (see requirements.txt)")
 
-import components  # noqa: E402
-from components.evaluate.heldout import HeldOutReport  # noqa: E402
-from pipeline import compile as compile_mod  # noqa: E402
 from pipeline.compile import Placement, compile_kubeflow_v2  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.kfp_check import check_kfp_job  # noqa: E402
@@ -28,12 +25,8 @@ def job(tmp_path_factory):
         cfg = yaml.safe_load(f)
     cfg["runs_dir"] = str(tmp / "runs")
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.MonkeyPatch.context() as mp:  # as tests/pipeline/test_compile.py: KFP-importable custom type name
-        if not compile_mod.KFP_ARTIFACT_TYPE_RE.match(HeldOutReport.TYPE_NAME):
-            mp.setattr(HeldOutReport, "TYPE_NAME", "components.HeldOutReport")
-            mp.setattr(components, "HeldOutReport", HeldOutReport, raising=False)
-        return compile_kubeflow_v2(load_config(str(tmp / "config.yaml")), str(tmp / "pipeline.json"), image=IMAGE,
-                                   placement=Placement(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving").resolved())
+    return compile_kubeflow_v2(load_config(str(tmp / "config.yaml")), str(tmp / "pipeline.json"), image=IMAGE,
+                               placement=Placement(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving").resolved())
 
 
 def test_compiled_job_loads_with_kfp_and_every_task_resolves(job):
