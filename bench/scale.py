@@ -7,7 +7,8 @@
    scikit-learn's digits: each image is a digit upscaled, shifted, tinted and noised, so
    the folder has `--images` distinct images (80/10/10 train/validation/test).
 2. Runs the default pipeline on it twice, Beam DirectRunner in_memory with 1 worker, then
-   multi_processing with 2 workers, and reads each component's wall time from MLMD.
+   multi_processing with 2 workers, and reads each component's wall time from MLMD (it also
+   counts the Beam SDK worker processes each run started: 0 in memory, >= 2 multi-process).
 3. Trains on the first run's Transform output with `python -m pipeline train-workers`
    with 1 and with 2 workers (MultiWorkerMirroredStrategy over 127.0.0.1).
 Writes bench/results/scale.json with the 1/5/15-minute load average before and after each
@@ -74,12 +75,22 @@ def component_seconds(runs_dir: str, pipeline_name: str) -> dict:
 
 
 def timed(cmd: list[str], log_path: str, timeout: float) -> dict:
+    """Runs `cmd`; wall time, load average before/after, and the Beam SDK worker processes it started."""
+    from bench.procs import beam_sdk_workers_under
+
     before = os.getloadavg()
     started = time.time()
+    workers: set[int] = set()
     with open(log_path, "w") as log:
-        code = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        while proc.poll() is None and time.time() - started < timeout:
+            workers |= beam_sdk_workers_under(proc.pid)
+            time.sleep(1.0)
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
     return {"exit_code": code, "wall_s": round(time.time() - started, 1), "loadavg_before": before,
-            "loadavg_after": os.getloadavg(), "log": log_path}
+            "loadavg_after": os.getloadavg(), "beam_sdk_worker_processes": len(workers), "log": log_path}
 
 
 def main() -> int:

@@ -15,34 +15,13 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from bench.procs import beam_sdk_workers_under
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRESET = os.path.join(REPO, "configs", "digits_cnn_multiproc.yaml")
 # tft.mean/tft.var are combined in a different order across worker processes; float32 sums
 # may then differ in the last bits. Everything else must be identical.
 FLOAT_TOLERANCE = 1e-5
-
-
-def _sdk_workers_under(root_pid: int) -> set[int]:
-    """PIDs of Beam SDK worker processes descending from `root_pid` (read from /proc)."""
-    parents, cmds = {}, {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmds[int(d)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-    found = set()
-    for pid, cmd in cmds.items():
-        if "apache_beam.runners.worker.sdk_worker_main" in cmd and not cmd.startswith("/bin/sh"):  # not Beam's shell wrapper
-            p, seen = pid, 0
-            while p in parents and p != root_pid and seen < 50:
-                p, seen = parents[p], seen + 1
-            if p == root_pid:
-                found.add(pid)
-    return found
 
 
 def run_multiproc(tmp, ref_cfg: dict) -> dict:
@@ -60,7 +39,7 @@ def run_multiproc(tmp, ref_cfg: dict) -> dict:
                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     workers: set[int] = set()
     while proc.poll() is None and time.time() - started < 1800:
-        workers |= _sdk_workers_under(proc.pid)
+        workers |= beam_sdk_workers_under(proc.pid)
         time.sleep(0.5)
     if proc.poll() is None:
         proc.kill()
