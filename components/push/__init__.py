@@ -1,5 +1,5 @@
-"""The Pusher: component.py (AtomicPusher), publish.py (the atomic, idempotent
-push), keys.py (its artifact property keys), config.py (the `push:` section).
+"""The Pusher: component.py (AtomicPusher), executor.py (the push gate), publish.py (the atomic,
+idempotent push), keys.py (its artifact property keys), config.py (the `push:` section).
 
 `AtomicPusher` (and the TFX stack) is imported lazily, so reading the `push:` schema or the keys
 does not load TFX.
