@@ -20,6 +20,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 
+@pytest.fixture(scope="module")
+def default_config_path(tmp_path_factory) -> str:
+    """configs/digits_cnn.yaml as a copy whose runs_dir is a fresh temporary folder (builds and compiles, no run)."""
+    tmp = tmp_path_factory.mktemp("config")
+    with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    cfg["runs_dir"] = str(tmp / "runs")
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
 def _cli(args, **kw):
     return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 

@@ -15,25 +15,13 @@ from pipeline.compile import CompileError, Placement, check_kfp_artifact_types, 
 from components.tfx_compat import tfx
 from tfx.types.artifact import Artifact
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CUSTOM_EXECUTORS = ("components.ingest.", "components.validate.executor.", "components.evaluate.heldout.", "components.push.")
 
 
-@pytest.fixture(scope="module")
-def config_path(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("compile")
-    with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
-        cfg = yaml.safe_load(f)
-    cfg["runs_dir"] = str(tmp / "runs")
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
-
-
-def test_kubeflow_v2_spec_has_every_component(config_path, tmp_path, capsys):
+def test_kubeflow_v2_spec_has_every_component(default_config_path, tmp_path, capsys):
     pytest.importorskip("kfp", reason="the kubeflow-v2 target needs kfp (pip install " + compile_mod.KFP_PINS + ")")
     out = tmp_path / "pipeline.json"
-    code = cli(["--config", config_path, "--target", "kubeflow-v2", "--output", str(out), "--image", "gcr.io/p/img:1",
+    code = cli(["--config", default_config_path, "--target", "kubeflow-v2", "--output", str(out), "--image", "gcr.io/p/img:1",
                 "--pipeline-root", "gs://bkt/tfx", "--serving-base", "/gcs/bkt/serving"])
     assert code == 0, capsys.readouterr().err
     job = json.loads(out.read_text())
@@ -42,7 +30,7 @@ def test_kubeflow_v2_spec_has_every_component(config_path, tmp_path, capsys):
     from pipeline.build import build_pipeline
     from pipeline.config import load_config
 
-    ids = [c.id for c in build_pipeline(load_config(config_path)).components]
+    ids = [c.id for c in build_pipeline(load_config(default_config_path)).components]
     assert {"ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomaliesGate", "Transform", "Trainer",
             "BaselineResolver", "Evaluator", "HeldOutEvaluator", "Pusher"} <= set(ids)
     for node in ids:  # a resolver is compiled into "<id>-model-resolver" / "<id>-model-blessing-resolver" tasks
@@ -96,19 +84,19 @@ def test_placement_paths():
         kfp_pipeline_name("_x")
 
 
-def test_build_decides_paths_and_resolver_once_for_the_target(config_path):
+def test_build_decides_paths_and_resolver_once_for_the_target(default_config_path):
     """build_pipeline(cfg, target) builds for where it runs: cloud roots stay as given (no
     abspath turning gs:// into <cwd>/gs:/), the baseline resolver is the portable one."""
     from components.evaluate.baseline import LatestBlessedOtherModelStrategy
     from pipeline.build import Target, build_pipeline
     from pipeline.config import load_config
 
-    cfg = load_config(config_path)
+    cfg = load_config(default_config_path)
     by_id = lambda p: {c.id: c for c in p.components}  # noqa: E731
     local = by_id(build_pipeline(cfg))
     assert local["BaselineResolver"].exec_properties["resolver_class"] is LatestBlessedOtherModelStrategy
     assert json.loads(local["Trainer"].exec_properties["custom_config"])["checkpoint_root"] == os.path.join(
-        os.path.dirname(config_path), "runs", "checkpoints", cfg["pipeline_name"])
+        os.path.dirname(default_config_path), "runs", "checkpoints", cfg["pipeline_name"])
 
     target = Target(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving",
                     checkpoint_root="/gcs/bkt/tfx/checkpoints", portable_resolver=True)
@@ -136,22 +124,22 @@ def _airflow_config_params() -> set:
     return {a.arg for a in init.args.args}
 
 
-def test_airflow_dag_file(config_path, tmp_path, capsys):
+def test_airflow_dag_file(default_config_path, tmp_path, capsys):
     out = tmp_path / "dags" / "digits_cnn_dag.py"
-    code = cli(["--config", config_path, "--target", "airflow", "--output", str(out), "--schedule", "0 2 * * *",
+    code = cli(["--config", default_config_path, "--target", "airflow", "--output", str(out), "--schedule", "0 2 * * *",
                 "--start-date", "2026-01-05", "--serving-base", "/srv/models"])
     assert code == 0, capsys.readouterr().err
     source = out.read_text()
     py_compile.compile(str(out), cfile=str(tmp_path / "dag.pyc"), doraise=True)
     tree = ast.parse(source)
-    assert os.path.abspath(config_path) in source
+    assert os.path.abspath(default_config_path) in source
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert {"pipeline.build", "pipeline.config", "tfx.orchestration.airflow.airflow_dag_runner"} <= imported
 
     constants = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and t.id in ("CONFIG_PATH", "PATHS", "PLACEMENT")}
     assert Placement(**constants["PLACEMENT"]).serving_base == "/srv/models"
-    runs = os.path.join(os.path.dirname(config_path), "runs")
+    runs = os.path.join(os.path.dirname(default_config_path), "runs")
     assert constants["PATHS"] == {"runs_dir": runs, "data_dir": os.path.join(runs, "tensorflow_datasets"), "serving_base": os.path.join(runs, "serving")}
     calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert {"AirflowDagRunner", "AirflowPipelineConfig", "build_pipeline", "load_config", "Placement"} <= set(calls)
@@ -165,9 +153,9 @@ def test_airflow_dag_file(config_path, tmp_path, capsys):
     (["--target", "airflow", "--output", "dag.py", "--schedule", "0 2 * *"], "invalid cron expression"),
     (["--target", "kubeflow-v2", "--output", "p.json", "--serving-base", "gs://b/s"], "/gcs/BUCKET"),
 ])
-def test_usage_errors_exit_2_with_the_fix(config_path, tmp_path, capsys, argv, message):
+def test_usage_errors_exit_2_with_the_fix(default_config_path, tmp_path, capsys, argv, message):
     argv = [a if not a.endswith((".json", ".py", ".txt")) else str(tmp_path / a) for a in argv]
-    assert cli(["--config", config_path, *argv]) == 2
+    assert cli(["--config", default_config_path, *argv]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir()), "nothing is written on a usage error"
 

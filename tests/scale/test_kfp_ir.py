@@ -14,18 +14,13 @@ from pipeline.compile import Placement, compile_kubeflow_v2  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.kfp_check import check_kfp_job  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "gcr.io/p/img:1"
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("kfp")
-    with open(os.path.join(REPO, "configs", "digits_cnn.yaml")) as f:
-        cfg = yaml.safe_load(f)
-    cfg["runs_dir"] = str(tmp / "runs")
-    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return compile_kubeflow_v2(load_config(str(tmp / "config.yaml")), str(tmp / "pipeline.json"), image=IMAGE,
+def job(default_config_path):
+    output = os.path.join(os.path.dirname(default_config_path), "pipeline.json")
+    return compile_kubeflow_v2(load_config(default_config_path), output, image=IMAGE,
                                placement=Placement(pipeline_root="gs://bkt/tfx", serving_base="/gcs/bkt/serving").resolved())
 
 
