@@ -1,6 +1,9 @@
 """Fixtures: real SavedModels (exported once per session) and in-process servers."""
 from __future__ import annotations
 
+import contextlib
+import os
+
 import pytest
 
 from serving.server import ModelServer, ServerOptions
@@ -35,6 +38,18 @@ def start_server(base_path: str, *, poll: float = 0.1, batching: BatchingOptions
         max_tensor_bytes=4 * server_options.grpc_max_message_bytes, backends=backend_options(server_options),
     )
     return ModelServer(server_options, manager_options).start()
+
+
+@contextlib.contextmanager
+def running_server(base_path, **options):
+    """`start_server` with gRPC stubs, both closed on exit: `with running_server(base) as (server, stubs):`."""
+    server = start_server(os.fspath(base_path), **options)
+    stubs = helpers.Stubs(server.grpc_port)
+    try:
+        yield server, stubs
+    finally:
+        stubs.close()
+        server.stop(grace=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,11 @@ from serving.server.servable import read_signature_defs
 from serving.server.tensors import to_tensor_proto
 from serving.server.warmup import write_warmup_file
 from tests.serving import helpers
-from tests.serving.conftest import start_server
+from tests.serving.conftest import running_server
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime, see requirements.txt)")
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.State.END
-
-
-def _serve(base, **options):
-    return start_server(str(base), poll=0.1, **options)
 
 
 def _status(stubs, version=None):
@@ -72,9 +68,7 @@ def optimized_base(optimized_export, tmp_path):
 
 
 def test_auto_serves_the_artifact_with_onnxruntime_and_says_so(optimized_base):
-    server = _serve(optimized_base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(optimized_base) as (server, stubs):
         status = _status(stubs)[1]
         assert status.state == AVAILABLE and status.status.error_code == 0
         assert "serving_images: onnxruntime (CPUExecutionProvider, fp32)" in status.status.error_message
@@ -87,9 +81,6 @@ def test_auto_serves_the_artifact_with_onnxruntime_and_says_so(optimized_base):
         assert response.outputs["probabilities"].dtype == types_pb2.DT_FLOAT
         assert response.outputs["classes"].dtype == types_pb2.DT_STRING
         assert make_ndarray(response.outputs["classes"]).tolist() == [[b"cat", b"dog", b"bird"]] * 3
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_both_backends_answer_the_same_requests_within_the_parity_bound(optimized_base, tmp_path):
@@ -98,18 +89,13 @@ def test_both_backends_answer_the_same_requests_within_the_parity_bound(optimize
     images = helpers.images(64, seed=5)
     answers = {}
     for backend in ("tensorflow", "onnxruntime"):
-        server = _serve(optimized_base, backend=backend)
-        stubs = helpers.Stubs(server.grpc_port)
-        try:
+        with running_server(optimized_base, backend=backend) as (server, stubs):
             assert _backend_metrics(server)["serving_images"] == backend
             grpc_answer = _predict(stubs, images)
             rest = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/digits:predict",
                                  json={"signature_name": "serving_images", "instances": images[:4].tolist()}, timeout=10)
             assert rest.status_code == 200, rest.text
             answers[backend] = (grpc_answer, rest.json()["predictions"])
-        finally:
-            stubs.close()
-            server.stop(grace=1.0)
     (tf_grpc, tf_rest), (ort_grpc, ort_rest) = answers["tensorflow"], answers["onnxruntime"]
     assert sorted(tf_grpc.outputs) == sorted(ort_grpc.outputs) == ["classes", "probabilities"]
     for key in tf_grpc.outputs:
@@ -153,9 +139,7 @@ def test_a_bad_artifact_falls_back_to_tensorflow_with_the_reason_in_status(optim
     reason = corrupt(str(source))
     base = tmp_path / "digits"
     helpers.push_version(str(source), str(base), 1)
-    server = _serve(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         status = _status(stubs)[1]
         assert status.state == AVAILABLE and status.status.error_code == 0, "a bad artifact is never an outage"
         assert status.status.error_message.startswith("all signatures: tensorflow (optimized artifact not used: ")
@@ -163,33 +147,20 @@ def test_a_bad_artifact_falls_back_to_tensorflow_with_the_reason_in_status(optim
         assert set(_backend_metrics(server).values()) == {"tensorflow"}
         response = _predict(stubs, helpers.images(2))
         assert make_ndarray(response.outputs["probabilities"]).shape == (2, len(helpers.LABELS))
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_backend_tensorflow_forces_tensorflow(optimized_base):
-    server = _serve(optimized_base, backend="tensorflow")
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(optimized_base, backend="tensorflow") as (server, stubs):
         assert _status(stubs)[1].status.error_message == "all signatures: tensorflow (--backend=tensorflow)"
         assert set(_backend_metrics(server).values()) == {"tensorflow"}
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_plain_versions_report_tf_servings_empty_status_message(exported, tmp_path):
     base = tmp_path / "digits"
     helpers.push_version(exported[1], str(base), 1)
-    server = _serve(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         assert _status(stubs)[1].status.error_message == ""
         assert set(_backend_metrics(server).values()) == {"tensorflow"}
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_backend_onnxruntime_requires_the_artifact_and_latest_falls_back(optimized_export, exported, tmp_path):
@@ -197,18 +168,13 @@ def test_backend_onnxruntime_requires_the_artifact_and_latest_falls_back(optimiz
     base = tmp_path / "digits"
     helpers.push_version(optimized_export, str(base), 1)
     helpers.push_version(exported[2], str(base), 2)
-    server = _serve(base, backend="onnxruntime")
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base, backend="onnxruntime") as (server, stubs):
         statuses = _status(stubs)
         assert statuses[2].state == END and statuses[2].status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
         assert "--backend=onnxruntime needs a valid optimized artifact" in statuses[2].status.error_message
         assert "manifest.json is missing" in statuses[2].status.error_message
         assert statuses[1].state == AVAILABLE and "serving_images: onnxruntime" in statuses[1].status.error_message
         assert _predict(stubs, helpers.images(1)).model_spec.version.value == 1
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_batching_and_warmup_run_through_onnxruntime(optimized_export, tmp_path):
@@ -220,9 +186,7 @@ def test_batching_and_warmup_run_through_onnxruntime(optimized_export, tmp_path)
     write_warmup_file(str(source), [warm] * 3)
     base = tmp_path / "digits"
     helpers.push_version(str(source), str(base), 1)
-    server = _serve(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         signature = server.manager.loaded_versions()[0].signature("serving_images")
         assert signature.backend.name == "onnxruntime" and signature.batcher is not None
         assert signature.batcher.batches_run == 3 and signature.batcher.rows_run == 6, "warmup ran through the batcher"
@@ -234,17 +198,12 @@ def test_batching_and_warmup_run_through_onnxruntime(optimized_export, tmp_path)
         np.testing.assert_allclose(got, reference, atol=1e-5)  # each caller gets its own row back
         assert signature.batcher.rows_run == 6 + 32 + 32
         assert signature.batcher.batches_run < 3 + 1 + 32, "concurrent requests shared batches"
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_a_new_version_switches_backend_without_an_outage(exported, optimized_export, tmp_path):
     base = tmp_path / "digits"
     helpers.push_version(exported[2], str(base), 1)
-    server = _serve(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         assert _backend_metrics(server)["serving_images"] == "tensorflow"
         helpers.push_version(optimized_export, str(base), 2)
         for _ in range(200):  # requests keep succeeding through the transition
@@ -253,9 +212,6 @@ def test_a_new_version_switches_backend_without_an_outage(exported, optimized_ex
                 break
         helpers.wait_until(lambda: sorted(server.manager.available_versions()["digits"]) == [2], what="version 1 retired")
         assert _backend_metrics(server)["serving_images"] == "onnxruntime"
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_without_onnxruntime_the_artifact_falls_back_with_the_reason(optimized_export, monkeypatch):

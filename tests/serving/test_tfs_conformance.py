@@ -152,10 +152,14 @@ def _predict_request(name: str = "half_plus_two", signature: str = "", **inputs)
     return request
 
 
-def _examples(request, values) -> None:
+def _examples_request(request_class, signature: str, values, name: str = "half_plus_two"):
+    """A Classify/Regress request on `signature` with one tf.Example {"x": value} per value."""
+    request = request_class()
+    request.model_spec.name, request.model_spec.signature_name = name, signature
     for value in values:
         example = request.input.example_list.examples.add()
         example.features.feature["x"].float_list.value.append(value)
+    return request
 
 
 # -- REST row and columnar formats, shapes left to the graph -------------------------------------
@@ -212,13 +216,9 @@ def test_grpc_errors_use_tf_servings_codes_and_texts(tf2_server):
 def test_classify_and_regress_on_tf2_predict_method_signatures(models, tf2_server):
     channel, stub = _stub(f"127.0.0.1:{tf2_server.grpc_port}")
     try:
-        regress = regression_pb2.RegressionRequest()
-        regress.model_spec.name, regress.model_spec.signature_name = "half_plus_two", "regress_x_to_y"
-        _examples(regress, [2.0, 4.0])
+        regress = _examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", [2.0, 4.0])
         assert [r.value for r in stub.Regress(regress, timeout=30).result.regressions] == [3.0, 4.0]
-        classify = classification_pb2.ClassificationRequest()
-        classify.model_spec.name, classify.model_spec.signature_name = "half_plus_two", "classify_x_to_y"
-        _examples(classify, [2.0])
+        classify = _examples_request(classification_pb2.ClassificationRequest, "classify_x_to_y", [2.0])
         classes = stub.Classify(classify, timeout=30).result.classifications[0].classes
         assert [(c.label, c.score) for c in classes] == [("y", 3.0)]
         status, body = _rest(tf2_server.rest_port, "/v1/models/half_plus_two:regress",
@@ -241,13 +241,9 @@ def test_classify_and_regress_on_tf2_predict_method_signatures(models, tf2_serve
 def test_tf1_classify_and_regress_with_real_method_names(tf1_server):
     channel, stub = _stub(f"127.0.0.1:{tf1_server.grpc_port}")
     try:
-        regress = regression_pb2.RegressionRequest()
-        regress.model_spec.name, regress.model_spec.signature_name = "half_plus_two", "regress_x_to_y"
-        _examples(regress, [1.0, 5.0])
+        regress = _examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", [1.0, 5.0])
         assert [r.value for r in stub.Regress(regress, timeout=30).result.regressions] == [2.5, 4.5]
-        classify = classification_pb2.ClassificationRequest()
-        classify.model_spec.name, classify.model_spec.signature_name = "half_plus_two", "classify_x_to_y"
-        _examples(classify, [2.0])
+        classify = _examples_request(classification_pb2.ClassificationRequest, "classify_x_to_y", [2.0])
         assert stub.Classify(classify, timeout=30).result.classifications[0].classes[0].score == 3.0
     finally:
         channel.close()

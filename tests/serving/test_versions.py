@@ -12,7 +12,7 @@ from serving.server import ModelServer, ServerOptions
 from serving.server.model_manager import ManagerOptions
 from serving.server.warmup import write_warmup_file
 from tests.serving import helpers
-from tests.serving.conftest import start_server
+from tests.serving.conftest import running_server
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
@@ -41,11 +41,8 @@ def fresh(exported, tmp_path):
     """A server of its own with version 1, for tests that push versions."""
     base = str(tmp_path / "digits")
     helpers.push_version(exported[1], base, 1)
-    server = start_server(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    yield base, server, stubs
-    stubs.close()
-    server.stop(grace=1.0)
+    with running_server(base) as (server, stubs):
+        yield base, server, stubs
 
 
 def test_push_under_load_has_zero_failed_requests(fresh, exported):
@@ -135,9 +132,7 @@ def test_warmup_runs_before_available_and_a_bad_warmup_fails_the_load(exported, 
     base = str(tmp_path / "digits")
     good = helpers.push_version(exported[1], base, 1)
     write_warmup_file(good, [helpers.image_request(batch=1)] * 3)
-    server = start_server(base)
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         version = server.manager.resolve(helpers.image_request().model_spec)
         assert version.signature("serving_images").batcher.rows_run == 3  # the warmup requests ran
         staging = str(tmp_path / "staging")
@@ -150,9 +145,6 @@ def test_warmup_runs_before_available_and_a_bad_warmup_fails_the_load(exported, 
         status = _wait_state(stubs, 2, State.END, "the warmup failure of version 2")
         assert "no_such_signature" in status.status.error_message
         assert _answering_version(stubs) == 1
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
 
 
 def test_version_dirs_escaping_the_base_path_are_ignored(exported, tmp_path):
@@ -161,11 +153,6 @@ def test_version_dirs_escaping_the_base_path_are_ignored(exported, tmp_path):
     outside = helpers.push_version(exported[2], str(tmp_path / "elsewhere"), 7)
     os.symlink(outside, base / "7")  # a symlinked version dir pointing outside the base path
     (base / ".tmp-9").mkdir()  # an unfinished push
-    server = start_server(str(base))
-    stubs = helpers.Stubs(server.grpc_port)
-    try:
+    with running_server(base) as (server, stubs):
         assert sorted(_statuses(stubs)) == [1]
         assert _answering_version(stubs) == 1
-    finally:
-        stubs.close()
-        server.stop(grace=1.0)
